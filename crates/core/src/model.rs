@@ -1,0 +1,275 @@
+//! Persisted records of the domain model and the change set the store commits.
+//!
+//! Every mutating operation of [`crate::Ipam`] journals the records it changed as [`Change`]s; a
+//! store commits a batch of them atomically, and [`Snapshot`] (everything live) rebuilds an `Ipam`.
+//! Free shards and free addresses are never records: they are what the records do not claim.
+
+use std::fmt;
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+/// Seconds (trace time in replays, Unix time in the daemon).
+pub type Time = f64;
+
+/// Default release cooldown: an address released at `t` is not handed out again before `t + 30 s`.
+pub const DEFAULT_COOLDOWN_S: f64 = 30.0;
+
+/// A root prefix (IPv4 or IPv6) carved into aligned shards.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoolSpec {
+    /// Unique name, e.g. `v4`.
+    pub name: String,
+    /// The root prefix, host bits zero, e.g. `10.0.0.0/8`.
+    pub prefix: IpNet,
+    /// Prefix length of one shard, e.g. 26 (64 addresses) in IPv4, 64 or 112 in IPv6.
+    pub shard_prefix_len: u8,
+    /// VRF / tenant the pool belongs to; pools only conflict with pools of the same VRF.
+    #[serde(default = "default_vrf")]
+    pub vrf: String,
+    /// Ranges never handed out; a shard overlapping one is never placed.
+    #[serde(default)]
+    pub reserved: Vec<IpNet>,
+    /// Addresses at the start of every shard that are never leased (e.g. 2: network and gateway).
+    #[serde(default)]
+    pub reserve_first: u32,
+    /// Addresses at the end of every shard that are never leased (e.g. 1: IPv4 broadcast).
+    #[serde(default)]
+    pub reserve_last: u32,
+}
+
+/// The VRF a pool belongs to when none is named.
+pub fn default_vrf() -> String {
+    "default".to_string()
+}
+
+/// A named place that runs VMs (region, zone, rack, host group, tenant network).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubdivisionSpec {
+    /// Unique name.
+    pub name: String,
+    /// Enclosing subdivision: this one's home block is carved out of the parent's.
+    #[serde(default)]
+    pub parent: Option<String>,
+    /// Pools this subdivision draws from, in order of preference; empty means every pool.
+    #[serde(default)]
+    pub pools: Vec<String>,
+    /// Upper bound on non-free shards per pool.
+    #[serde(default)]
+    pub max_shards: Option<u32>,
+    /// Size of the home block in shards (a power of two); it grows by claiming its buddy and never
+    /// shrinks below this size.
+    #[serde(default)]
+    pub home_shards: Option<u32>,
+    /// Routers that announce this subdivision's shards.
+    #[serde(default)]
+    pub routers: Vec<String>,
+}
+
+/// Lifecycle state of a non-free shard. `free` is the absence of a record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ShardState {
+    /// Planned, not yet announced.
+    Reserved,
+    /// Announced; addresses are handed out.
+    Active,
+    /// No new leases; announced until empty.
+    Draining,
+}
+
+impl ShardState {
+    /// Lower-case name, as in the CLI and JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ShardState::Reserved => "reserved",
+            ShardState::Active => "active",
+            ShardState::Draining => "draining",
+        }
+    }
+}
+
+impl fmt::Display for ShardState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a shard changed state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Reason {
+    /// Ahead of predicted demand (the planner).
+    Forecast,
+    /// An allocation found no ready address (slow path).
+    Miss,
+    /// An operator asked for it.
+    Operator,
+    /// Space taken back (drain/release of an unneeded shard).
+    Reclaim,
+}
+
+impl Reason {
+    /// Lower-case name, as in the CLI and JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Forecast => "forecast",
+            Reason::Miss => "miss",
+            Reason::Operator => "operator",
+            Reason::Reclaim => "reclaim",
+        }
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A non-free shard.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShardRecord {
+    pub pool: String,
+    pub prefix: IpNet,
+    pub subdivision: String,
+    pub state: ShardState,
+    /// Placed outside the subdivision's home block (an extra route).
+    pub borrowed: bool,
+    /// Time of the last transition.
+    pub since: Time,
+    /// Reason of the last transition.
+    pub reason: Reason,
+}
+
+/// One recorded shard transition (`from`/`to` `None` = free).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Transition {
+    pub time: Time,
+    pub pool: String,
+    pub prefix: IpNet,
+    pub subdivision: String,
+    pub from: Option<ShardState>,
+    pub to: Option<ShardState>,
+    pub reason: Reason,
+}
+
+/// An address bound to a VM.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LeaseRecord {
+    /// Idempotency key.
+    pub vm_id: String,
+    pub subdivision: String,
+    pub pool: String,
+    pub address: IpAddr,
+    /// The shard holding the address.
+    pub shard: IpNet,
+    pub profile: Option<String>,
+    pub created: Time,
+}
+
+/// A released address that must not be handed out before `until`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CoolingRecord {
+    pub pool: String,
+    pub address: IpAddr,
+    pub until: Time,
+}
+
+/// The aligned block a subdivision grows its shards in, per pool.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HomeRecord {
+    pub subdivision: String,
+    pub pool: String,
+    pub block: IpNet,
+}
+
+/// VM lifecycle event kind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EventKind {
+    Create,
+    Delete,
+}
+
+impl EventKind {
+    /// As written in the canonical trace format.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Create => "create",
+            EventKind::Delete => "delete",
+        }
+    }
+}
+
+impl fmt::Display for EventKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One VM lifecycle event (a row of the canonical trace format, an entry of the history).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VmEvent {
+    pub time: Time,
+    pub subdivision: String,
+    pub kind: EventKind,
+    pub vm_id: String,
+    pub profile: Option<String>,
+}
+
+/// One record-level change. A batch of them is committed atomically.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Change {
+    PutPool(PoolSpec),
+    DeletePool { name: String },
+    PutSubdivision(SubdivisionSpec),
+    DeleteSubdivision { name: String },
+    PutHome(HomeRecord),
+    DeleteHome { subdivision: String, pool: String },
+    PutShard(ShardRecord),
+    DeleteShard { pool: String, prefix: IpNet },
+    PutLease(LeaseRecord),
+    DeleteLease { vm_id: String },
+    PutCooling(CoolingRecord),
+    DeleteCooling { pool: String, address: IpAddr },
+    /// Appended to the shard transition log.
+    Transition(Transition),
+    /// Appended to the VM event history.
+    Event(VmEvent),
+}
+
+/// Everything live, as records: what a store loads to rebuild an `Ipam`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Snapshot {
+    pub pools: Vec<PoolSpec>,
+    pub subdivisions: Vec<SubdivisionSpec>,
+    pub homes: Vec<HomeRecord>,
+    pub shards: Vec<ShardRecord>,
+    pub leases: Vec<LeaseRecord>,
+    pub cooling: Vec<CoolingRecord>,
+}
+
+impl Snapshot {
+    /// Sorts every list by its key so that two snapshots of the same state compare equal.
+    pub fn normalize(&mut self) {
+        self.pools.sort_by(|a, b| a.name.cmp(&b.name));
+        self.subdivisions.sort_by(|a, b| a.name.cmp(&b.name));
+        self.homes
+            .sort_by(|a, b| (&a.subdivision, &a.pool).cmp(&(&b.subdivision, &b.pool)));
+        self.shards
+            .sort_by(|a, b| (&a.pool, a.prefix).cmp(&(&b.pool, b.prefix)));
+        self.leases.sort_by(|a, b| a.vm_id.cmp(&b.vm_id));
+        self.cooling
+            .sort_by(|a, b| (&a.pool, a.address).cmp(&(&b.pool, b.address)));
+    }
+}
