@@ -1,1 +1,393 @@
+//! The strict TOML configuration of cidrcast.
+//!
+//! A file has a `[settings]` table and arrays of tables `[[pool]]`, `[[subdivision]]`,
+//! `[[profile]]` and `[[router]]` (see [`EXAMPLE_TOML`]). Pools and subdivisions are the core
+//! crate's [`PoolSpec`] and [`SubdivisionSpec`], the same types the API takes. Every table rejects
+//! unknown keys, and [`Config::from_toml_str`] / [`Config::load`] validate the whole file
+//! ([`Config::validate`]); every error ([`ConfigError`]) names the file, the entry, the field and
+//! the value.
 
+mod error;
+mod example;
+mod validate;
+
+use std::collections::HashSet;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+use std::{fmt, fs};
+
+use cidrcast_core::model::default_vrf;
+pub use cidrcast_core::model::{PoolSpec, SubdivisionSpec, DEFAULT_COOLDOWN_S};
+use serde::{Deserialize, Serialize};
+
+pub use error::ConfigError;
+pub use example::EXAMPLE_TOML;
+
+/// A whole configuration file.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// `[settings]`; every key has a default, so the table may be left out.
+    #[serde(default)]
+    pub settings: Settings,
+    /// `[[pool]]`: root prefixes carved into shards.
+    #[serde(rename = "pool", default, skip_serializing_if = "Vec::is_empty")]
+    pub pools: Vec<PoolSpec>,
+    /// `[[subdivision]]`: places that run VMs.
+    #[serde(rename = "subdivision", default, skip_serializing_if = "Vec::is_empty")]
+    pub subdivisions: Vec<SubdivisionSpec>,
+    /// `[[profile]]`: application profiles (VM classes).
+    #[serde(rename = "profile", default, skip_serializing_if = "Vec::is_empty")]
+    pub profiles: Vec<Profile>,
+    /// `[[router]]`: routers that announce shards.
+    #[serde(rename = "router", default, skip_serializing_if = "Vec::is_empty")]
+    pub routers: Vec<RouterSpec>,
+}
+
+/// `[settings]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    /// Release cooldown in seconds before an address is handed out again (finite, >= 0).
+    pub cooldown_s: f64,
+    /// Where the daemon keeps its store; `None` leaves it to the command line.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+}
+
+impl Settings {
+    /// The allocator settings these stand for.
+    pub fn to_core(&self) -> cidrcast_core::Settings {
+        cidrcast_core::Settings {
+            cooldown_s: self.cooldown_s,
+        }
+    }
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            cooldown_s: DEFAULT_COOLDOWN_S,
+            data_dir: None,
+        }
+    }
+}
+
+/// `[[profile]]`: an application profile, i.e. a VM class.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Profile {
+    /// Unique name, as in the `profile` column of traces and allocation requests.
+    pub name: String,
+    /// Virtual CPUs per VM (>= 1).
+    pub vcpus: u32,
+    /// Memory per VM in GiB (finite, > 0).
+    pub memory_gib: f64,
+    /// Expected network I/O per VM in Mbit/s (finite, >= 0); drives bandwidth forecasts and the
+    /// demand score.
+    pub network_mbps: f64,
+    /// Free text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+}
+
+impl Profile {
+    /// Expected network I/O of one VM of this profile, in Mbit/s.
+    pub fn bandwidth_mbps(&self) -> f64 {
+        self.network_mbps
+    }
+}
+
+/// Routing daemon a router's configuration is rendered for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Flavor {
+    /// FRRouting (`frr.conf` syntax).
+    Frr,
+    /// BIRD 2 (`bird.conf` syntax).
+    Bird,
+}
+
+impl Flavor {
+    /// Lower-case name, as in the configuration file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Flavor::Frr => "frr",
+            Flavor::Bird => "bird",
+        }
+    }
+}
+
+impl fmt::Display for Flavor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A BGP neighbor of a router.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "RawNeighbor")]
+pub struct Neighbor {
+    /// The peer's address (IPv4 or IPv6).
+    pub address: IpAddr,
+    /// The peer's AS number (1 ..= 4294967295).
+    pub asn: u32,
+}
+
+/// `[[router]]`: a router that announces the shards of its subdivisions.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "RawRouter")]
+pub struct RouterSpec {
+    /// Unique name.
+    pub name: String,
+    /// Which daemon the rendered configuration is for.
+    pub flavor: Flavor,
+    /// BGP router id (an IPv4 address, not 0.0.0.0).
+    pub router_id: Ipv4Addr,
+    /// Local AS number (1 ..= 4294967295).
+    pub asn: u32,
+    /// BGP neighbors the shards are announced to.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub neighbors: Vec<Neighbor>,
+    /// Subdivisions whose shards this router announces (in addition to subdivisions that name
+    /// this router in their `routers`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub subdivisions: Vec<String>,
+    /// Where the rendered configuration is written.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub config_path: Option<PathBuf>,
+    /// Shell command run after writing the configuration, e.g. `systemctl reload frr`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reload_command: Option<String>,
+}
+
+/// What a `[[router]]` table holds before its addresses and AS numbers are checked, so that an
+/// error can name the router.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRouter {
+    name: String,
+    flavor: Flavor,
+    router_id: String,
+    asn: i64,
+    #[serde(default)]
+    neighbors: Vec<RawNeighbor>,
+    #[serde(default)]
+    subdivisions: Vec<String>,
+    #[serde(default)]
+    config_path: Option<PathBuf>,
+    #[serde(default)]
+    reload_command: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNeighbor {
+    address: String,
+    asn: i64,
+}
+
+/// An AS number as written, checked against the 32-bit range (0 is rejected by validation, so
+/// that the message can name the file).
+fn asn_from(entry: &str, field: &str, asn: i64) -> Result<u32, String> {
+    u32::try_from(asn).map_err(|_| {
+        format!("{entry}: {field} = {asn} is out of range: an AS number is 1 to 4294967295")
+    })
+}
+
+impl RawNeighbor {
+    fn convert(self, entry: &str) -> Result<Neighbor, String> {
+        let address = self.address.parse::<IpAddr>().map_err(|_| {
+            format!(
+                "{entry}: address = {:?} is not an IPv4 or IPv6 address",
+                self.address
+            )
+        })?;
+        let asn = asn_from(entry, "asn", self.asn)?;
+        Ok(Neighbor { address, asn })
+    }
+}
+
+impl TryFrom<RawNeighbor> for Neighbor {
+    type Error = String;
+    fn try_from(raw: RawNeighbor) -> Result<Self, String> {
+        let entry = format!("neighbor {:?}", raw.address);
+        raw.convert(&entry)
+    }
+}
+
+impl TryFrom<RawRouter> for RouterSpec {
+    type Error = String;
+    fn try_from(raw: RawRouter) -> Result<Self, String> {
+        let entry = format!("router {:?}", raw.name);
+        let router_id = raw.router_id.parse::<Ipv4Addr>().map_err(|_| {
+            format!(
+                "{entry}: router_id = {:?} is not an IPv4 address (a BGP router id is written \
+                 as one, e.g. \"192.0.2.1\")",
+                raw.router_id
+            )
+        })?;
+        let asn = asn_from(&entry, "asn", raw.asn)?;
+        let neighbors = raw
+            .neighbors
+            .into_iter()
+            .enumerate()
+            .map(|(i, n)| n.convert(&format!("{entry}: neighbors[{i}]")))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(RouterSpec {
+            name: raw.name,
+            flavor: raw.flavor,
+            router_id,
+            asn,
+            neighbors,
+            subdivisions: raw.subdivisions,
+            config_path: raw.config_path,
+            reload_command: raw.reload_command,
+        })
+    }
+}
+
+impl Default for Config {
+    /// The built-in configuration used when no file is given: pools `v4` = 10.0.0.0/8 in /26
+    /// shards and `v6` = fd00::/48 in /64 shards, a 30 s cooldown, profiles `small`, `general`
+    /// and `large`, no subdivisions and no routers.
+    fn default() -> Self {
+        let pool =
+            |name: &str, prefix: &str, shard_prefix_len, reserve_first, reserve_last| PoolSpec {
+                name: name.to_string(),
+                prefix: prefix.parse().expect("valid built-in prefix"),
+                shard_prefix_len,
+                vrf: default_vrf(),
+                reserved: Vec::new(),
+                reserve_first,
+                reserve_last,
+            };
+        let profile = |name: &str, vcpus, memory_gib, network_mbps, description: &str| Profile {
+            name: name.to_string(),
+            vcpus,
+            memory_gib,
+            network_mbps,
+            description: Some(description.to_string()),
+        };
+        Config {
+            settings: Settings::default(),
+            pools: vec![
+                // Network address and gateway at the start, broadcast at the end of every /26.
+                pool("v4", "10.0.0.0/8", 26, 2, 1),
+                // Subnet-router anycast (::0) and gateway (::1) of every /64.
+                pool("v6", "fd00::/48", 64, 2, 0),
+            ],
+            subdivisions: Vec::new(),
+            profiles: vec![
+                profile("small", 1, 2.0, 100.0, "small VM: sidecars, CI runners"),
+                profile("general", 4, 16.0, 1000.0, "general purpose VM"),
+                profile("large", 16, 64.0, 10000.0, "large VM: databases, caches"),
+            ],
+            routers: Vec::new(),
+        }
+    }
+}
+
+impl Config {
+    /// Parses `s` strictly and validates it. `origin` names the source in error messages (a file
+    /// path, `<built-in example>`, ...).
+    pub fn from_toml_str(s: &str, origin: &str) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(s).map_err(|e| ConfigError::parse(origin, s, &e))?;
+        config.validate(origin)?;
+        Ok(config)
+    }
+
+    /// Reads, parses and validates the file at `path`; errors name the path.
+    pub fn load(path: impl AsRef<Path>) -> Result<Config, ConfigError> {
+        let path = path.as_ref();
+        let text = fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Config::from_toml_str(&text, &path.display().to_string())
+    }
+
+    /// Writes the configuration as TOML; [`Config::from_toml_str`] reads it back unchanged.
+    pub fn to_toml_string(&self) -> Result<String, ConfigError> {
+        Ok(toml::to_string_pretty(self)?)
+    }
+
+    /// Checks every cross-field and cross-entry rule (names unique, prefixes aligned, shard sizes,
+    /// reserved ranges, pool overlaps per VRF, references, parent cycles, home/max shards, AS
+    /// numbers, router ids, profile numbers, cooldown). Returns the first violation; `origin`
+    /// names the source in its message.
+    pub fn validate(&self, origin: &str) -> Result<(), ConfigError> {
+        validate::validate(self, origin)
+    }
+
+    /// The pool named `name`.
+    pub fn pool(&self, name: &str) -> Option<&PoolSpec> {
+        self.pools.iter().find(|p| p.name == name)
+    }
+
+    /// The subdivision named `name`.
+    pub fn subdivision(&self, name: &str) -> Option<&SubdivisionSpec> {
+        self.subdivisions.iter().find(|s| s.name == name)
+    }
+
+    /// The profile named `name`.
+    pub fn profile(&self, name: &str) -> Option<&Profile> {
+        self.profiles.iter().find(|p| p.name == name)
+    }
+
+    /// The router named `name`.
+    pub fn router(&self, name: &str) -> Option<&RouterSpec> {
+        self.routers.iter().find(|r| r.name == name)
+    }
+
+    /// The subdivisions with every parent before its children (otherwise in configuration
+    /// order): the order in which to add them to an `Ipam`. Subdivisions on a parent cycle or
+    /// under an unknown parent (which [`Config::validate`] rejects) come last.
+    pub fn subdivisions_parents_first(&self) -> Vec<&SubdivisionSpec> {
+        let mut out: Vec<&SubdivisionSpec> = Vec::with_capacity(self.subdivisions.len());
+        let mut placed = vec![false; self.subdivisions.len()];
+        let mut names: HashSet<&str> = HashSet::new();
+        loop {
+            let before = out.len();
+            for (i, s) in self.subdivisions.iter().enumerate() {
+                let ready = match s.parent.as_deref() {
+                    None => true,
+                    Some(p) => names.contains(p),
+                };
+                if !placed[i] && ready {
+                    placed[i] = true;
+                    names.insert(&s.name);
+                    out.push(s);
+                }
+            }
+            if out.len() == before {
+                break;
+            }
+        }
+        for (i, s) in self.subdivisions.iter().enumerate() {
+            if !placed[i] {
+                out.push(s);
+            }
+        }
+        out
+    }
+
+    /// The subdivisions router `router` announces: those it lists in `subdivisions` and those that
+    /// list it in their `routers`, each once, in configuration order (the router's list first).
+    pub fn router_subdivisions(&self, router: &str) -> Vec<&str> {
+        let mut out: Vec<&str> = Vec::new();
+        if let Some(r) = self.router(router) {
+            for s in &r.subdivisions {
+                if !out.contains(&s.as_str()) {
+                    out.push(s);
+                }
+            }
+        }
+        for s in &self.subdivisions {
+            if s.routers.iter().any(|r| r == router) && !out.contains(&s.name.as_str()) {
+                out.push(&s.name);
+            }
+        }
+        out
+    }
+}

@@ -13,7 +13,9 @@ pub enum CoreError {
     PoolExists(String),
     #[error("unknown pool `{0}`")]
     UnknownPool(String),
-    #[error("pool `{pool}`: prefix {prefix} overlaps pool `{other}` ({other_prefix}) in VRF `{vrf}`")]
+    #[error(
+        "pool `{pool}`: prefix {prefix} overlaps pool `{other}` ({other_prefix}) in VRF `{vrf}`"
+    )]
     PoolOverlap {
         pool: String,
         prefix: IpNet,
@@ -35,13 +37,17 @@ pub enum CoreError {
     InvalidSubdivision { name: String, message: String },
     #[error("subdivision `{name}` still has {what}")]
     SubdivisionInUse { name: String, what: String },
-    #[error("pool `{pool}` is exhausted: no free /{prefix_len} left for subdivision `{subdivision}`")]
+    #[error(
+        "pool `{pool}` is exhausted: no free /{prefix_len} left for subdivision `{subdivision}`"
+    )]
     PoolExhausted {
         pool: String,
         subdivision: String,
         prefix_len: u8,
     },
-    #[error("subdivision `{subdivision}` already holds max_shards = {max} shards in pool `{pool}`")]
+    #[error(
+        "subdivision `{subdivision}` already holds max_shards = {max} shards in pool `{pool}`"
+    )]
     MaxShards {
         subdivision: String,
         pool: String,
@@ -67,6 +73,8 @@ pub enum CoreError {
     },
     #[error("shard {prefix} still holds {leases} lease(s)")]
     ShardBusy { prefix: IpNet, leases: u64 },
+    #[error("shard {prefix} has {cooling} address(es) in their release cooldown; drain it and it is released when they expire")]
+    ShardCooling { prefix: IpNet, cooling: u64 },
     #[error("inconsistent stored state: {0}")]
     Corrupt(String),
 }

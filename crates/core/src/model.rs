@@ -231,17 +231,32 @@ pub struct VmEvent {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Change {
     PutPool(PoolSpec),
-    DeletePool { name: String },
+    DeletePool {
+        name: String,
+    },
     PutSubdivision(SubdivisionSpec),
-    DeleteSubdivision { name: String },
+    DeleteSubdivision {
+        name: String,
+    },
     PutHome(HomeRecord),
-    DeleteHome { subdivision: String, pool: String },
+    DeleteHome {
+        subdivision: String,
+        pool: String,
+    },
     PutShard(ShardRecord),
-    DeleteShard { pool: String, prefix: IpNet },
+    DeleteShard {
+        pool: String,
+        prefix: IpNet,
+    },
     PutLease(LeaseRecord),
-    DeleteLease { vm_id: String },
+    DeleteLease {
+        vm_id: String,
+    },
     PutCooling(CoolingRecord),
-    DeleteCooling { pool: String, address: IpAddr },
+    DeleteCooling {
+        pool: String,
+        address: IpAddr,
+    },
     /// Appended to the shard transition log.
     Transition(Transition),
     /// Appended to the VM event history.

@@ -1,1 +1,159 @@
+//! cidrcast store: durable storage of the domain records behind one trait.
+//!
+//! The core allocator journals every mutation as [`Change`] records; a [`Store`] commits a batch of
+//! them atomically and durably, and [`Store::load`] returns a [`Snapshot`] of everything live to
+//! rebuild the allocator after a restart. Two append-only logs sit beside the live records: the VM
+//! event history ([`Change::Event`]) and the shard transition log ([`Change::Transition`]), each
+//! numbered by the store with sequence numbers starting at 1.
+//!
+//! Backends:
+//! * [`RedbStore`]: the embedded default, one [redb](https://docs.rs/redb) file `cidrcast.redb` in a
+//!   directory, one fsynced write transaction per commit.
+//! * [`MemoryStore`]: the same semantics in memory, with failure injection for tests.
+//!
+//! [`conformance`] is the suite every backend must pass; it is public so that other crates (e.g. a
+//! future etcd backend) run the very same checks.
+//!
+//! # Semantics shared by every backend
+//! * Changes of a batch apply in order (a put then a delete of the same key in one batch leaves
+//!   nothing); puts overwrite; deletes of missing keys are no-ops.
+//! * A batch is all or nothing: after `Err`, no change of it is visible and no sequence number was
+//!   consumed.
+//! * Times must be finite: a record holding a NaN or infinite time is refused with
+//!   [`StoreError::Invalid`] (JSON cannot represent it, so it could not be loaded back).
+//! * Group commit is the caller's job: one `commit` call is one transaction (one fsync in
+//!   [`RedbStore`]), whatever the size of the batch.
 
+use std::sync::Arc;
+
+use cidrcast_core::model::{Change, Snapshot, Transition, VmEvent};
+
+pub mod conformance;
+mod error;
+mod memory;
+mod redb_store;
+
+pub use error::StoreError;
+pub use memory::MemoryStore;
+pub use redb_store::{RedbOptions, RedbStore, DB_FILE_NAME, SCHEMA_VERSION};
+
+/// Sizes of what a store holds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StoreCounts {
+    /// VM events in the history.
+    pub events: u64,
+    /// Entries of the shard transition log.
+    pub transitions: u64,
+    /// Live leases.
+    pub leases: u64,
+    /// Non-free shards.
+    pub shards: u64,
+}
+
+/// Durable storage of the domain records. See the crate docs for the shared semantics.
+pub trait Store: Send + Sync + 'static {
+    /// Everything live (pools, subdivisions, homes, shards, leases, cooling), in any order; call
+    /// [`Snapshot::normalize`] to compare.
+    fn load(&self) -> Result<Snapshot, StoreError>;
+
+    /// Applies the batch atomically and durably: after `Ok`, it survives a crash (SIGKILL, power
+    /// loss); after `Err`, nothing of the batch is visible. Puts overwrite, deletes of missing keys
+    /// are no-ops. Events and transitions are appended with increasing sequence numbers (each log
+    /// starting at 1). An empty batch is a no-op.
+    fn commit(&self, batch: &[Change]) -> Result<(), StoreError>;
+
+    /// VM history: up to `limit` events with seq > `after`, in order, with their seq.
+    fn events(&self, after: u64, limit: usize) -> Result<Vec<(u64, VmEvent)>, StoreError>;
+
+    /// Shard transition log: up to `limit` entries with seq > `after`, in order, with their seq.
+    fn transitions(&self, after: u64, limit: usize)
+        -> Result<Vec<(u64, Transition)>, StoreError>;
+
+    /// Number of events, transitions, live leases and non-free shards stored.
+    fn counts(&self) -> Result<StoreCounts, StoreError>;
+}
+
+macro_rules! forward_store {
+    ($($ty:ty),*) => {$(
+        impl<S: Store + ?Sized> Store for $ty {
+            fn load(&self) -> Result<Snapshot, StoreError> {
+                (**self).load()
+            }
+            fn commit(&self, batch: &[Change]) -> Result<(), StoreError> {
+                (**self).commit(batch)
+            }
+            fn events(&self, after: u64, limit: usize) -> Result<Vec<(u64, VmEvent)>, StoreError> {
+                (**self).events(after, limit)
+            }
+            fn transitions(
+                &self,
+                after: u64,
+                limit: usize,
+            ) -> Result<Vec<(u64, Transition)>, StoreError> {
+                (**self).transitions(after, limit)
+            }
+            fn counts(&self) -> Result<StoreCounts, StoreError> {
+                (**self).counts()
+            }
+        }
+    )*};
+}
+
+forward_store!(Arc<S>, Box<S>);
+
+/// Table names, shared by the backends and their error messages.
+pub(crate) mod table {
+    pub const POOLS: &str = "pools";
+    pub const SUBDIVISIONS: &str = "subdivisions";
+    pub const HOMES: &str = "homes";
+    pub const SHARDS: &str = "shards";
+    pub const LEASES: &str = "leases";
+    pub const COOLING: &str = "cooling";
+    pub const EVENTS: &str = "events";
+    pub const TRANSITIONS: &str = "transitions";
+    pub const META: &str = "meta";
+}
+
+/// Refuses changes that could not be stored and loaded back faithfully.
+pub(crate) fn validate(change: &Change) -> Result<(), StoreError> {
+    fn finite(
+        value: f64,
+        table: &'static str,
+        field: &str,
+        key: impl FnOnce() -> String,
+    ) -> Result<(), StoreError> {
+        if value.is_finite() {
+            Ok(())
+        } else {
+            Err(StoreError::Invalid {
+                table,
+                key: key(),
+                reason: format!("{field} is {value}, times must be finite"),
+            })
+        }
+    }
+    match change {
+        Change::PutShard(s) => finite(s.since, table::SHARDS, "since", || {
+            format!("({}, {})", s.pool, s.prefix)
+        }),
+        Change::PutLease(l) => finite(l.created, table::LEASES, "created", || l.vm_id.clone()),
+        Change::PutCooling(c) => finite(c.until, table::COOLING, "until", || {
+            format!("({}, {})", c.pool, c.address)
+        }),
+        Change::Transition(t) => finite(t.time, table::TRANSITIONS, "time", || {
+            format!("({}, {}) at the next seq", t.pool, t.prefix)
+        }),
+        Change::Event(e) => finite(e.time, table::EVENTS, "time", || {
+            format!("{} {} at the next seq", e.kind, e.vm_id)
+        }),
+        Change::PutPool(_)
+        | Change::DeletePool { .. }
+        | Change::PutSubdivision(_)
+        | Change::DeleteSubdivision { .. }
+        | Change::PutHome(_)
+        | Change::DeleteHome { .. }
+        | Change::DeleteShard { .. }
+        | Change::DeleteLease { .. }
+        | Change::DeleteCooling { .. } => Ok(()),
+    }
+}

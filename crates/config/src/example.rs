@@ -1,0 +1,171 @@
+//! The commented example configuration that `cidrcast init` writes.
+
+/// A complete, commented example configuration: every key is explained; subdivisions nest
+/// region > zone > rack; a v4 and a v6 pool with reserved addresses; profiles; an FRR and a BIRD
+/// router. It parses and validates.
+pub const EXAMPLE_TOML: &str = r#"# cidrcast configuration.
+#
+# Every table is strict: a misspelt or unknown key is an error that names the key and its line.
+# Names of pools, subdivisions, profiles and routers are 1 to 64 characters out of
+# A-Z a-z 0-9 . _ -  and unique within their kind. Every section below is optional.
+
+[settings]
+# Release cooldown in seconds: an address released at time t is not handed out again before
+# t + cooldown_s, so that stale ARP/ND caches, DNS records and firewall state age out first.
+# A finite number >= 0; default 30.
+cooldown_s = 30
+# Directory of the daemon's store. Optional; when left out the command line decides.
+# data_dir = "cidrcast-data"
+
+# -------------------------------------------------------------------------------------------
+# Pools: root prefixes, each carved into aligned shards of one size. Subdivisions are handed
+# whole shards, and routers announce them. Pools of one VRF must not overlap.
+# -------------------------------------------------------------------------------------------
+
+[[pool]]
+# Unique name; subdivisions refer to it.
+name = "v4"
+# The root prefix, with host bits zero.
+prefix = "10.0.0.0/8"
+# Prefix length of one shard: /26 = 64 addresses. At least the pool's prefix length, at most 32.
+shard_prefix_len = 26
+# VRF / tenant: pools only conflict with pools of the same VRF. Optional; default "default".
+vrf = "default"
+# Ranges never handed out: a shard overlapping one is never placed. Each must lie inside the
+# prefix, host bits zero. Optional; default none.
+reserved = ["10.0.0.0/24", "10.255.255.0/24"]
+# Addresses at the start of every shard that are never leased: network address and gateway.
+# Optional; default 0.
+reserve_first = 2
+# Addresses at the end of every shard that are never leased: the IPv4 broadcast address.
+# reserve_first + reserve_last must leave at least one address. Optional; default 0.
+reserve_last = 1
+
+[[pool]]
+name = "v6"
+# A unique local address (ULA) /48.
+prefix = "fd12:3456:789a::/48"
+# IPv6 shards are /64 to /128 (a shard's address bitmap indexes at most 2^64 addresses).
+shard_prefix_len = 64
+vrf = "default"
+# Keep the last /64 for infrastructure.
+reserved = ["fd12:3456:789a:ffff::/64"]
+# ::0 (subnet-router anycast) and ::1 (gateway) of every /64.
+reserve_first = 2
+reserve_last = 0
+
+# -------------------------------------------------------------------------------------------
+# Subdivisions: named places that run VMs, nested through `parent` (here region > zone > rack).
+# A subdivision's shards are placed in its home block, an aligned block of `home_shards` shards
+# carved out of its parent's, so that they aggregate into few routes.
+# -------------------------------------------------------------------------------------------
+
+[[subdivision]]
+# Unique name; VM events and allocation requests refer to it.
+name = "eu"
+# Pools to draw from, in order of preference. Optional; empty or left out means every pool.
+pools = ["v4", "v6"]
+# Size of the home block in shards, a power of two: 4096 /26 = a /14, and 4096 /64 = a /52.
+# It grows by claiming its buddy and never shrinks below this size. Optional.
+home_shards = 4096
+
+[[subdivision]]
+name = "eu-a"
+# The enclosing subdivision (a zone of region "eu"). Optional; must name a subdivision, no cycles.
+parent = "eu"
+pools = ["v4", "v6"]
+home_shards = 1024
+# Upper bound on non-free shards per pool, >= 1 and >= home_shards. Optional; default no limit.
+max_shards = 2048
+
+[[subdivision]]
+name = "eu-a-r1"
+# A rack of zone "eu-a".
+parent = "eu-a"
+home_shards = 16
+max_shards = 64
+
+[[subdivision]]
+name = "eu-b"
+parent = "eu"
+home_shards = 1024
+max_shards = 2048
+# Routers that announce this subdivision's shards. Optional. A router can also list its
+# subdivisions itself (see `subdivisions` under [[router]]); the two lists are merged.
+routers = ["edge-eu-b"]
+
+# -------------------------------------------------------------------------------------------
+# Application profiles: VM classes. Allocation requests and traces name a profile; its network
+# I/O drives bandwidth forecasts and the demand score.
+# -------------------------------------------------------------------------------------------
+
+[[profile]]
+# Unique name.
+name = "small"
+# Virtual CPUs per VM, >= 1.
+vcpus = 1
+# Memory per VM in GiB, > 0.
+memory_gib = 2.0
+# Expected network I/O per VM in Mbit/s, >= 0.
+network_mbps = 100.0
+# Free text. Optional.
+description = "sidecars, CI runners"
+
+[[profile]]
+name = "web"
+vcpus = 2
+memory_gib = 4.0
+network_mbps = 500.0
+description = "web front ends"
+
+[[profile]]
+name = "general"
+vcpus = 4
+memory_gib = 16.0
+network_mbps = 1000.0
+description = "general purpose"
+
+[[profile]]
+name = "large"
+vcpus = 16
+memory_gib = 64.0
+network_mbps = 10000.0
+description = "databases, caches"
+
+# -------------------------------------------------------------------------------------------
+# Routers: each announces the aggregated shards of its subdivisions over BGP. cidrcast renders
+# its configuration and, when asked, writes it and reloads the daemon.
+# -------------------------------------------------------------------------------------------
+
+[[router]]
+# Unique name.
+name = "edge-eu-a"
+# Routing daemon the configuration is rendered for: "frr" or "bird".
+flavor = "frr"
+# BGP router id: an IPv4 address (also for IPv6-only routers), not 0.0.0.0.
+router_id = "192.0.2.1"
+# Local AS number, 1 to 4294967295.
+asn = 65001
+# BGP neighbors: each an IPv4 or IPv6 address and the peer's AS number. Optional.
+neighbors = [
+    { address = "192.0.2.254", asn = 65000 },
+    { address = "2001:db8::fe", asn = 65000 },
+]
+# Subdivisions whose shards this router announces. Optional; merged with the subdivisions that
+# name this router in their `routers`.
+subdivisions = ["eu-a", "eu-a-r1"]
+# Where the rendered configuration is written. Optional.
+config_path = "/etc/frr/frr.conf"
+# Command run after writing it. Optional.
+reload_command = "systemctl reload frr"
+
+[[router]]
+name = "edge-eu-b"
+flavor = "bird"
+router_id = "192.0.2.2"
+asn = 65002
+neighbors = [{ address = "192.0.2.253", asn = 65000 }]
+# No `subdivisions` here: subdivision "eu-b" names this router in its `routers`.
+config_path = "/etc/bird/cidrcast.conf"
+reload_command = "birdc configure"
+"#;

@@ -1,0 +1,508 @@
+//! [`Config::validate`]: every rule that a well-typed configuration can still break.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+
+use crate::{Config, ConfigError, PoolSpec, Profile, RouterSpec, Settings, SubdivisionSpec};
+
+/// Longest allowed name.
+const MAX_NAME_LEN: usize = 64;
+
+type Result<T = ()> = std::result::Result<T, ConfigError>;
+
+pub(crate) fn validate(config: &Config, origin: &str) -> Result {
+    settings(&config.settings, origin)?;
+
+    names(origin, "pool", config.pools.iter().map(|p| p.name.as_str()))?;
+    for pool in &config.pools {
+        self::pool(pool, origin)?;
+    }
+    pool_overlaps(&config.pools, origin)?;
+
+    names(
+        origin,
+        "subdivision",
+        config.subdivisions.iter().map(|s| s.name.as_str()),
+    )?;
+    for sub in &config.subdivisions {
+        subdivision(sub, config, origin)?;
+    }
+    parent_cycles(&config.subdivisions, origin)?;
+
+    names(
+        origin,
+        "profile",
+        config.profiles.iter().map(|p| p.name.as_str()),
+    )?;
+    for p in &config.profiles {
+        profile(p, origin)?;
+    }
+
+    names(
+        origin,
+        "router",
+        config.routers.iter().map(|r| r.name.as_str()),
+    )?;
+    for r in &config.routers {
+        router(r, config, origin)?;
+    }
+    Ok(())
+}
+
+fn settings(s: &Settings, origin: &str) -> Result {
+    if !s.cooldown_s.is_finite() || s.cooldown_s < 0.0 {
+        return Err(ConfigError::invalid(
+            origin,
+            "[settings]",
+            "cooldown_s",
+            s.cooldown_s,
+            "the release cooldown must be a finite number of seconds >= 0",
+        ));
+    }
+    if let Some(dir) = &s.data_dir {
+        if dir.as_os_str().is_empty() {
+            return Err(ConfigError::invalid(
+                origin,
+                "[settings]",
+                "data_dir",
+                "\"\"",
+                "must be a directory path; leave the key out for the default",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Names are non-empty, at most 64 of `A-Z a-z 0-9 . _ -` (they end up in router configurations,
+/// CSV traces and URLs), and unique within their kind.
+fn names<'a>(origin: &str, kind: &'static str, names: impl Iterator<Item = &'a str>) -> Result {
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    for (i, name) in names.enumerate() {
+        let valid = !name.is_empty()
+            && name.len() <= MAX_NAME_LEN
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+        if !valid {
+            return Err(ConfigError::invalid(
+                origin,
+                format_args!("{kind} #{}", i + 1),
+                "name",
+                format_args!("{name:?}"),
+                format!("a name is 1 to {MAX_NAME_LEN} characters out of A-Z a-z 0-9 . _ -"),
+            ));
+        }
+        if let Some(first) = seen.insert(name, i + 1) {
+            return Err(ConfigError::Duplicate {
+                origin: origin.to_string(),
+                kind,
+                name: name.to_string(),
+                first,
+                second: i + 1,
+            });
+        }
+    }
+    Ok(())
+}
+
+fn entry(kind: &str, name: &str) -> String {
+    format!("{kind} {name:?}")
+}
+
+/// Address bits of the family of `net`.
+fn family_bits(net: &IpNet) -> u8 {
+    match net {
+        IpNet::V4(_) => 32,
+        IpNet::V6(_) => 128,
+    }
+}
+
+fn pool(p: &PoolSpec, origin: &str) -> Result {
+    let e = entry("pool", &p.name);
+    if p.vrf.is_empty() {
+        return Err(ConfigError::invalid(
+            origin,
+            &e,
+            "vrf",
+            "\"\"",
+            "a VRF name must not be empty; leave the key out for \"default\"",
+        ));
+    }
+    if p.prefix.trunc() != p.prefix {
+        return Err(ConfigError::invalid(
+            origin,
+            &e,
+            "prefix",
+            format_args!("\"{}\"", p.prefix),
+            format!("host bits are set; the network is \"{}\"", p.prefix.trunc()),
+        ));
+    }
+
+    if p.prefix.prefix_len() == 0 {
+        return Err(ConfigError::invalid(
+            origin,
+            &e,
+            "prefix",
+            format_args!("\"{}\"", p.prefix),
+            "a /0 pool is not supported",
+        ));
+    }
+
+    let bits = family_bits(&p.prefix);
+    let len = p.shard_prefix_len;
+    let shard_err =
+        |reason: String| ConfigError::invalid(origin, &e, "shard_prefix_len", len, reason);
+    if len > bits {
+        return Err(shard_err(format!(
+            "longer than /{bits}, the longest {} prefix",
+            if bits == 32 { "IPv4" } else { "IPv6" }
+        )));
+    }
+    if len < p.prefix.prefix_len() {
+        return Err(shard_err(format!(
+            "a shard cannot be larger than its pool: the pool prefix is \"{}\", so \
+             shard_prefix_len must be at least {}",
+            p.prefix,
+            p.prefix.prefix_len()
+        )));
+    }
+    if bits == 128 && len < 64 {
+        return Err(shard_err(
+            "IPv6 shards shorter than /64 are not supported (a shard's address bitmap indexes \
+             at most 2^64 addresses); use 64 to 128"
+                .to_string(),
+        ));
+    }
+
+    for range in &p.reserved {
+        if range.trunc() != *range {
+            return Err(ConfigError::invalid(
+                origin,
+                &e,
+                "reserved",
+                format_args!("\"{range}\""),
+                format!("host bits are set; the network is \"{}\"", range.trunc()),
+            ));
+        }
+        if !p.prefix.contains(range) {
+            return Err(ConfigError::invalid(
+                origin,
+                &e,
+                "reserved",
+                format_args!("\"{range}\""),
+                format!("outside the pool prefix \"{}\"", p.prefix),
+            ));
+        }
+    }
+
+    // bits - len <= 64 here, so the shard size fits in a u128.
+    let shard_size = 1u128 << (bits - len);
+    let reserved = u128::from(p.reserve_first) + u128::from(p.reserve_last);
+    if reserved >= shard_size {
+        return Err(ConfigError::invalid(
+            origin,
+            &e,
+            "reserve_first + reserve_last",
+            format_args!("{} + {}", p.reserve_first, p.reserve_last),
+            format!(
+                "leaves no usable address in a /{len} shard of {shard_size} addresses \
+                 (the sum must be less than {shard_size})"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn pool_overlaps(pools: &[PoolSpec], origin: &str) -> Result {
+    for (i, a) in pools.iter().enumerate() {
+        for b in &pools[..i] {
+            if a.vrf == b.vrf && (a.prefix.contains(&b.prefix) || b.prefix.contains(&a.prefix)) {
+                return Err(ConfigError::PoolOverlap {
+                    origin: origin.to_string(),
+                    pool: a.name.clone(),
+                    prefix: a.prefix,
+                    other: b.name.clone(),
+                    other_prefix: b.prefix,
+                    vrf: a.vrf.clone(),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+fn subdivision(s: &SubdivisionSpec, config: &Config, origin: &str) -> Result {
+    let e = entry("subdivision", &s.name);
+    if let Some(parent) = &s.parent {
+        if config.subdivision(parent).is_none() {
+            return Err(ConfigError::invalid(
+                origin,
+                &e,
+                "parent",
+                format_args!("{parent:?}"),
+                "no [[subdivision]] has this name",
+            ));
+        }
+    }
+    for (i, name) in s.pools.iter().enumerate() {
+        if config.pool(name).is_none() {
+            return Err(ConfigError::invalid(
+                origin,
+                &e,
+                "pools",
+                format_args!("{name:?}"),
+                "no [[pool]] has this name",
+            ));
+        }
+        if s.pools[..i].contains(name) {
+            return Err(ConfigError::invalid(
+                origin,
+                &e,
+                "pools",
+                format_args!("{name:?}"),
+                "listed twice",
+            ));
+        }
+    }
+    for (i, name) in s.routers.iter().enumerate() {
+        if config.router(name).is_none() {
+            return Err(ConfigError::invalid(
+                origin,
+                &e,
+                "routers",
+                format_args!("{name:?}"),
+                "no [[router]] has this name",
+            ));
+        }
+        if s.routers[..i].contains(name) {
+            return Err(ConfigError::invalid(
+                origin,
+                &e,
+                "routers",
+                format_args!("{name:?}"),
+                "listed twice",
+            ));
+        }
+    }
+    if s.max_shards == Some(0) {
+        return Err(ConfigError::invalid(
+            origin,
+            &e,
+            "max_shards",
+            0,
+            "a subdivision must be allowed at least 1 shard; leave the key out for no limit",
+        ));
+    }
+    if let Some(home) = s.home_shards {
+        if !home.is_power_of_two() {
+            return Err(ConfigError::invalid(
+                origin,
+                &e,
+                "home_shards",
+                home,
+                "the home block size in shards must be a power of two (1, 2, 4, 8, ...)",
+            ));
+        }
+        if let Some(max) = s.max_shards {
+            if home > max {
+                return Err(ConfigError::invalid(
+                    origin,
+                    &e,
+                    "home_shards",
+                    home,
+                    format!("larger than max_shards = {max}"),
+                ));
+            }
+        }
+        // The home block must fit in every pool the subdivision draws from.
+        let pools: Vec<&PoolSpec> = if s.pools.is_empty() {
+            config.pools.iter().collect()
+        } else {
+            s.pools.iter().filter_map(|n| config.pool(n)).collect()
+        };
+        for p in pools {
+            // Validated pools have shard_prefix_len >= prefix_len.
+            let levels = p.shard_prefix_len.saturating_sub(p.prefix.prefix_len());
+            if levels < 32 && u64::from(home) > 1u64 << levels {
+                return Err(ConfigError::invalid(
+                    origin,
+                    &e,
+                    "home_shards",
+                    home,
+                    format!(
+                        "larger than pool {:?}, which holds {} shards (\"{}\" in /{})",
+                        p.name,
+                        1u64 << levels,
+                        p.prefix,
+                        p.shard_prefix_len
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn parent_cycles(subs: &[SubdivisionSpec], origin: &str) -> Result {
+    let parent: HashMap<&str, &str> = subs
+        .iter()
+        .filter_map(|s| s.parent.as_deref().map(|p| (s.name.as_str(), p)))
+        .collect();
+    for s in subs {
+        // Walk up from `s`; a walk longer than the number of subdivisions has looped.
+        let mut path = vec![s.name.as_str()];
+        let mut at = s.name.as_str();
+        while let Some(&up) = parent.get(at) {
+            if up == s.name {
+                path.push(up);
+                return Err(ConfigError::ParentCycle {
+                    origin: origin.to_string(),
+                    name: s.name.clone(),
+                    cycle: path.into_iter().map(str::to_string).collect(),
+                });
+            }
+            if path.len() > subs.len() {
+                // A loop above `s` that does not pass through it; reported from its own members.
+                break;
+            }
+            path.push(up);
+            at = up;
+        }
+    }
+    Ok(())
+}
+
+fn profile(p: &Profile, origin: &str) -> Result {
+    let e = entry("profile", &p.name);
+    if p.vcpus == 0 {
+        return Err(ConfigError::invalid(
+            origin,
+            &e,
+            "vcpus",
+            0,
+            "a VM has at least 1 vCPU",
+        ));
+    }
+    if !p.memory_gib.is_finite() || p.memory_gib <= 0.0 {
+        return Err(ConfigError::invalid(
+            origin,
+            &e,
+            "memory_gib",
+            p.memory_gib,
+            "must be a finite number of GiB > 0",
+        ));
+    }
+    if !p.network_mbps.is_finite() || p.network_mbps < 0.0 {
+        return Err(ConfigError::invalid(
+            origin,
+            &e,
+            "network_mbps",
+            p.network_mbps,
+            "must be a finite number of Mbit/s >= 0",
+        ));
+    }
+    Ok(())
+}
+
+fn router(r: &RouterSpec, config: &Config, origin: &str) -> Result {
+    let e = entry("router", &r.name);
+    if r.router_id.is_unspecified() || r.router_id.is_broadcast() || r.router_id.is_multicast() {
+        return Err(ConfigError::invalid(
+            origin,
+            &e,
+            "router_id",
+            format_args!("\"{}\"", r.router_id),
+            "not usable as a BGP router id; use a unicast IPv4 address of the router",
+        ));
+    }
+    if r.asn == 0 {
+        return Err(ConfigError::invalid(
+            origin,
+            &e,
+            "asn",
+            0,
+            "AS number 0 is reserved; use 1 to 4294967295",
+        ));
+    }
+    for (i, n) in r.neighbors.iter().enumerate() {
+        let bad_address = match n.address {
+            IpAddr::V4(a) => a.is_unspecified() || a.is_broadcast() || a.is_multicast(),
+            IpAddr::V6(a) => a.is_unspecified() || a.is_multicast(),
+        };
+        if bad_address {
+            return Err(ConfigError::invalid(
+                origin,
+                &e,
+                "neighbors.address",
+                format_args!("\"{}\"", n.address),
+                "not a unicast address a BGP session can be opened to",
+            ));
+        }
+        if r.neighbors[..i].iter().any(|m| m.address == n.address) {
+            return Err(ConfigError::invalid(
+                origin,
+                &e,
+                "neighbors.address",
+                format_args!("\"{}\"", n.address),
+                "listed twice",
+            ));
+        }
+        if n.asn == 0 {
+            return Err(ConfigError::invalid(
+                origin,
+                &e,
+                "neighbors.asn",
+                0,
+                format!(
+                    "AS number 0 (of neighbor \"{}\") is reserved; use 1 to 4294967295",
+                    n.address
+                ),
+            ));
+        }
+    }
+    for (i, name) in r.subdivisions.iter().enumerate() {
+        if config.subdivision(name).is_none() {
+            return Err(ConfigError::invalid(
+                origin,
+                &e,
+                "subdivisions",
+                format_args!("{name:?}"),
+                "no [[subdivision]] has this name",
+            ));
+        }
+        if r.subdivisions[..i].contains(name) {
+            return Err(ConfigError::invalid(
+                origin,
+                &e,
+                "subdivisions",
+                format_args!("{name:?}"),
+                "listed twice",
+            ));
+        }
+    }
+    if let Some(path) = &r.config_path {
+        if path.as_os_str().is_empty() {
+            return Err(ConfigError::invalid(
+                origin,
+                &e,
+                "config_path",
+                "\"\"",
+                "must be a file path; leave the key out to not write the configuration",
+            ));
+        }
+    }
+    if let Some(cmd) = &r.reload_command {
+        if cmd.trim().is_empty() {
+            return Err(ConfigError::invalid(
+                origin,
+                &e,
+                "reload_command",
+                format_args!("{cmd:?}"),
+                "must be a command; leave the key out to not reload",
+            ));
+        }
+    }
+    Ok(())
+}

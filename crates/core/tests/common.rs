@@ -1,0 +1,117 @@
+//! Helpers shared by the core tests.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+
+use cidrcast_core::model::{Change, PoolSpec, Snapshot, SubdivisionSpec};
+
+pub fn pool(name: &str, prefix: &str, shard: u8) -> PoolSpec {
+    PoolSpec {
+        name: name.into(),
+        prefix: prefix.parse().unwrap(),
+        shard_prefix_len: shard,
+        vrf: "default".into(),
+        reserved: vec![],
+        reserve_first: 0,
+        reserve_last: 0,
+    }
+}
+
+pub fn sub(name: &str) -> SubdivisionSpec {
+    SubdivisionSpec {
+        name: name.into(),
+        parent: None,
+        pools: vec![],
+        max_shards: None,
+        home_shards: None,
+        routers: vec![],
+    }
+}
+
+/// Applies journaled changes to keyed maps, as a store would, independently of the allocator.
+#[derive(Default, Debug)]
+pub struct Applied {
+    pub pools: BTreeMap<String, Change>,
+    pub subs: BTreeMap<String, Change>,
+    pub homes: BTreeMap<(String, String), Change>,
+    pub shards: BTreeMap<(String, String), Change>,
+    pub leases: BTreeMap<String, Change>,
+    pub cooling: BTreeMap<(String, String), Change>,
+    pub events: usize,
+    pub transitions: usize,
+}
+
+impl Applied {
+    pub fn apply(&mut self, changes: Vec<Change>) {
+        for c in changes {
+            match &c {
+                Change::PutPool(p) => {
+                    self.pools.insert(p.name.clone(), c);
+                }
+                Change::DeletePool { name } => {
+                    self.pools.remove(name);
+                }
+                Change::PutSubdivision(s) => {
+                    self.subs.insert(s.name.clone(), c);
+                }
+                Change::DeleteSubdivision { name } => {
+                    self.subs.remove(name);
+                }
+                Change::PutHome(h) => {
+                    self.homes
+                        .insert((h.subdivision.clone(), h.pool.clone()), c);
+                }
+                Change::DeleteHome { subdivision, pool } => {
+                    self.homes.remove(&(subdivision.clone(), pool.clone()));
+                }
+                Change::PutShard(s) => {
+                    self.shards
+                        .insert((s.pool.clone(), s.prefix.to_string()), c);
+                }
+                Change::DeleteShard { pool, prefix } => {
+                    self.shards.remove(&(pool.clone(), prefix.to_string()));
+                }
+                Change::PutLease(l) => {
+                    self.leases.insert(l.vm_id.clone(), c);
+                }
+                Change::DeleteLease { vm_id } => {
+                    self.leases.remove(vm_id);
+                }
+                Change::PutCooling(r) => {
+                    self.cooling
+                        .insert((r.pool.clone(), r.address.to_string()), c);
+                }
+                Change::DeleteCooling { pool, address } => {
+                    self.cooling.remove(&(pool.clone(), address.to_string()));
+                }
+                Change::Transition(_) => self.transitions += 1,
+                Change::Event(_) => self.events += 1,
+            }
+        }
+    }
+
+    pub fn snapshot(&self) -> Snapshot {
+        let mut s = Snapshot::default();
+        for c in self
+            .pools
+            .values()
+            .chain(self.subs.values())
+            .chain(self.homes.values())
+            .chain(self.shards.values())
+            .chain(self.leases.values())
+            .chain(self.cooling.values())
+        {
+            match c.clone() {
+                Change::PutPool(p) => s.pools.push(p),
+                Change::PutSubdivision(x) => s.subdivisions.push(x),
+                Change::PutHome(h) => s.homes.push(h),
+                Change::PutShard(x) => s.shards.push(x),
+                Change::PutLease(l) => s.leases.push(l),
+                Change::PutCooling(r) => s.cooling.push(r),
+                _ => unreachable!(),
+            }
+        }
+        s.normalize();
+        s
+    }
+}

@@ -1,0 +1,357 @@
+//! Behaviour of the allocator on concrete scenarios.
+
+mod common;
+
+use std::net::IpAddr;
+
+use cidrcast_core::model::{Reason, ShardState};
+use cidrcast_core::{AllocPath, CoreError, Ipam, Settings};
+use common::{pool, sub};
+use ipnet::IpNet;
+
+fn net(s: &str) -> IpNet {
+    s.parse().unwrap()
+}
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+fn ipam_v4(prefix: &str, shard: u8) -> Ipam {
+    let mut ipam = Ipam::new(Settings::default());
+    ipam.add_pool(pool("v4", prefix, shard)).unwrap();
+    ipam
+}
+
+#[test]
+fn allocate_is_idempotent_and_conflicts_across_subdivisions() {
+    let mut ipam = ipam_v4("10.0.0.0/16", 26);
+    ipam.add_subdivision(sub("a")).unwrap();
+    ipam.add_subdivision(sub("b")).unwrap();
+    let first = ipam.allocate("a", "vm-1", None, None, 0.0).unwrap();
+    assert_eq!(first.path, AllocPath::ClaimedShard);
+    assert_eq!(first.address, ip("10.0.0.0"));
+    let again = ipam.allocate("a", "vm-1", None, None, 1.0).unwrap();
+    assert_eq!(again.path, AllocPath::Existing);
+    assert_eq!(again.address, first.address);
+    let err = ipam.allocate("b", "vm-1", None, None, 2.0).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "vm `vm-1` already holds 10.0.0.0 in subdivision `a`"
+    );
+    assert_eq!(ipam.lease_count(), 1);
+    let second = ipam.allocate("a", "vm-2", None, None, 3.0).unwrap();
+    assert_eq!(second.path, AllocPath::Ready);
+    assert_eq!(second.address, ip("10.0.0.1"));
+}
+
+#[test]
+fn shards_fill_the_home_block_and_aggregate() {
+    let mut ipam = ipam_v4("10.0.0.0/16", 26);
+    ipam.add_subdivision(sub("a")).unwrap();
+    for i in 0..256 {
+        ipam.allocate("a", &format!("vm-{i}"), None, None, 0.0).unwrap();
+    }
+    let shards = ipam.shards(Some("a")).unwrap();
+    let prefixes: Vec<String> = shards.iter().map(|s| s.record.prefix.to_string()).collect();
+    assert_eq!(
+        prefixes,
+        ["10.0.0.0/26", "10.0.0.64/26", "10.0.0.128/26", "10.0.0.192/26"]
+    );
+    assert_eq!(ipam.routes("a", &[]).unwrap(), vec![net("10.0.0.0/24")]);
+    // The fifth shard doubles the home block by claiming its buddy.
+    let a = ipam.allocate("a", "vm-256", None, None, 0.0).unwrap();
+    assert_eq!(a.shard, net("10.0.1.0/26"));
+    assert_eq!(ipam.subdivision("a").unwrap().homes, vec![net("10.0.0.0/23")]);
+    assert_eq!(ipam.counters().home_growths, 1);
+    assert_eq!(ipam.counters().borrowed_claims, 0);
+    ipam.check_invariants().unwrap();
+}
+
+#[test]
+fn homes_spread_and_borrow_only_when_the_buddy_is_taken() {
+    // a /26 pool of /30 shards: 16 shards.
+    let mut ipam = ipam_v4("10.0.0.0/26", 30);
+    let mut a = sub("a");
+    a.home_shards = Some(1);
+    let mut b = sub("b");
+    b.home_shards = Some(1);
+    ipam.add_subdivision(a).unwrap();
+    ipam.add_subdivision(b).unwrap();
+    ipam.allocate("a", "a0", None, None, 0.0).unwrap();
+    ipam.allocate("b", "b0", None, None, 0.0).unwrap();
+    // a's home at the bottom, b's in the middle of the largest free block.
+    assert_eq!(ipam.subdivision("a").unwrap().homes, vec![net("10.0.0.0/30")]);
+    assert_eq!(ipam.subdivision("b").unwrap().homes, vec![net("10.0.0.32/30")]);
+    // a grows 1 -> 2 -> 4 -> 8 shards (a /27) without borrowing.
+    for i in 1..32 {
+        ipam.allocate("a", &format!("a{i}"), None, None, 0.0).unwrap();
+    }
+    assert_eq!(ipam.subdivision("a").unwrap().homes, vec![net("10.0.0.0/27")]);
+    assert_eq!(ipam.routes("a", &[]).unwrap(), vec![net("10.0.0.0/27")]);
+    assert_eq!(ipam.counters().borrowed_claims, 0);
+    // The next doubling would need b's half: a borrows a far shard instead.
+    let far = ipam.allocate("a", "a32", None, None, 0.0).unwrap();
+    assert_eq!(far.path, AllocPath::ClaimedShard);
+    assert_eq!(ipam.counters().borrowed_claims, 1);
+    let info = ipam.subdivision("a").unwrap();
+    assert_eq!(info.borrowed, 1);
+    assert_eq!(info.routes.len(), 2);
+    assert!(!net("10.0.0.32/27").contains(&far.address) || far.address != ip("10.0.0.32"));
+    ipam.check_invariants().unwrap();
+}
+
+#[test]
+fn released_addresses_cool_down_before_reuse() {
+    let mut ipam = ipam_v4("10.0.0.0/16", 26);
+    ipam.add_subdivision(sub("a")).unwrap();
+    let x = ipam.allocate("a", "x", None, None, 100.0).unwrap().address;
+    ipam.release("x", 110.0).unwrap();
+    let y = ipam.allocate("a", "y", None, None, 120.0).unwrap().address;
+    assert_ne!(x, y, "reused within the cooldown");
+    ipam.release("y", 121.0).unwrap();
+    // 110 + 30 = 140: x is free again and is the lowest.
+    let z = ipam.allocate("a", "z", None, None, 140.0).unwrap().address;
+    assert_eq!(z, x);
+    let err = ipam.release("nobody", 150.0).unwrap_err();
+    assert_eq!(err, CoreError::UnknownLease("nobody".into()));
+}
+
+#[test]
+fn a_full_shard_waiting_on_cooldown_claims_another() {
+    let mut ipam = ipam_v4("10.0.0.0/24", 30);
+    let mut a = sub("a");
+    a.max_shards = Some(1);
+    ipam.add_subdivision(a).unwrap();
+    for i in 0..4 {
+        ipam.allocate("a", &format!("v{i}"), None, None, 0.0).unwrap();
+    }
+    ipam.release("v0", 1.0).unwrap();
+    let err = ipam.allocate("a", "v4", None, None, 2.0).unwrap_err();
+    assert!(matches!(err, CoreError::MaxShards { max: 1, .. }), "{err}");
+    let ok = ipam.allocate("a", "v4", None, None, 31.0).unwrap();
+    assert_eq!(ok.address, ip("10.0.0.0"));
+}
+
+#[test]
+fn drained_shards_take_no_new_leases_and_go_when_empty() {
+    let mut ipam = ipam_v4("10.0.0.0/16", 26);
+    ipam.add_subdivision(sub("a")).unwrap();
+    let first = ipam.allocate("a", "v0", None, None, 0.0).unwrap();
+    let shard = first.shard;
+    ipam.drain_shard(&shard, Reason::Operator, 1.0).unwrap();
+    let next = ipam.allocate("a", "v1", None, None, 2.0).unwrap();
+    assert_ne!(next.shard, shard, "a draining shard handed out an address");
+    let busy = ipam.release_shard(&shard, Reason::Operator, 3.0).unwrap_err();
+    assert_eq!(busy.to_string(), "shard 10.0.0.0/26 still holds 1 lease(s)");
+    ipam.release("v0", 4.0).unwrap();
+    // Released once its last lease has gone and that address has cooled down.
+    let still = ipam.shards(Some("a")).unwrap();
+    assert!(still
+        .iter()
+        .any(|s| s.record.prefix == shard && s.record.state == ShardState::Draining));
+    let e = ipam.release_shard(&shard, Reason::Operator, 5.0).unwrap_err();
+    assert!(e.to_string().contains("1 address(es) in their release cooldown"), "{e}");
+    ipam.expire(34.0);
+    assert!(ipam
+        .shards(Some("a"))
+        .unwrap()
+        .iter()
+        .all(|s| s.record.prefix != shard));
+    ipam.check_invariants().unwrap();
+}
+
+#[test]
+fn lifecycle_transitions_are_checked_and_journaled_with_reasons() {
+    let mut ipam = ipam_v4("10.0.0.0/16", 26);
+    ipam.add_subdivision(sub("a")).unwrap();
+    ipam.take_journal();
+    let s = ipam.claim_shard("a", None, Reason::Forecast, 5.0).unwrap();
+    assert_eq!(s.state, ShardState::Reserved);
+    let err = ipam.drain_shard(&s.prefix, Reason::Operator, 6.0).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "shard 10.0.0.0/26 is reserved; cannot drain it"
+    );
+    ipam.activate_shard(&s.prefix, Reason::Forecast, 7.0).unwrap();
+    assert_eq!(ipam.drain_shard(&s.prefix, Reason::Reclaim, 8.0).unwrap(), None);
+    let transitions: Vec<_> = ipam
+        .take_journal()
+        .into_iter()
+        .filter_map(|c| match c {
+            cidrcast_core::model::Change::Transition(t) => Some((t.from, t.to, t.reason)),
+            _ => None,
+        })
+        .collect();
+    use ShardState::*;
+    assert_eq!(
+        transitions,
+        vec![
+            (None, Some(Reserved), Reason::Forecast),
+            (Some(Reserved), Some(Active), Reason::Forecast),
+            (Some(Active), Some(Draining), Reason::Reclaim),
+            (Some(Draining), None, Reason::Reclaim),
+        ]
+    );
+    assert!(ipam.shards(None).unwrap().is_empty());
+}
+
+#[test]
+fn a_reserved_shard_is_activated_before_claiming_another() {
+    let mut ipam = ipam_v4("10.0.0.0/16", 26);
+    ipam.add_subdivision(sub("a")).unwrap();
+    let s = ipam.claim_shard("a", None, Reason::Forecast, 0.0).unwrap();
+    let a = ipam.allocate("a", "v", None, None, 1.0).unwrap();
+    assert_eq!(a.path, AllocPath::ActivatedReserved);
+    assert_eq!(a.shard, s.prefix);
+}
+
+#[test]
+fn exhausted_pool_is_an_error_that_changes_nothing() {
+    let mut ipam = ipam_v4("10.0.0.0/29", 30);
+    ipam.add_subdivision(sub("a")).unwrap();
+    for i in 0..8 {
+        ipam.allocate("a", &format!("v{i}"), None, None, 0.0).unwrap();
+    }
+    ipam.take_journal();
+    let before = ipam.snapshot();
+    let err = ipam.allocate("a", "v8", None, None, 0.0).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "pool `v4` is exhausted: no free /30 left for subdivision `a`"
+    );
+    assert_eq!(ipam.snapshot(), before);
+    assert!(!ipam.has_journal());
+}
+
+#[test]
+fn pool_validation_names_the_problem() {
+    let mut ipam = ipam_v4("10.0.0.0/8", 26);
+    let e = ipam.add_pool(pool("x", "10.1.0.0/16", 26)).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "pool `x`: prefix 10.1.0.0/16 overlaps pool `v4` (10.0.0.0/8) in VRF `default`"
+    );
+    let mut other_vrf = pool("x", "10.1.0.0/16", 26);
+    other_vrf.vrf = "blue".into();
+    ipam.add_pool(other_vrf).unwrap();
+    let e = ipam.add_pool(pool("y", "192.168.1.1/24", 26)).unwrap_err();
+    assert!(e.to_string().contains("192.168.1.1/24 has host bits set"), "{e}");
+    let e = ipam.add_pool(pool("y", "192.168.0.0/24", 20)).unwrap_err();
+    assert!(e.to_string().contains("shard_prefix_len 20"), "{e}");
+    let e = ipam.add_pool(pool("y", "2001:db8::/32", 48)).unwrap_err();
+    assert!(e.to_string().contains("at most 2^64"), "{e}");
+    let e = ipam.add_pool(pool("v4", "192.168.0.0/24", 26)).unwrap_err();
+    assert_eq!(e, CoreError::PoolExists("v4".into()));
+}
+
+#[test]
+fn reserved_ranges_and_addresses_are_never_handed_out() {
+    let mut p = pool("v4", "10.0.0.0/24", 28);
+    p.reserved = vec![net("10.0.0.0/28"), net("10.0.0.20/32")];
+    p.reserve_first = 1;
+    p.reserve_last = 1;
+    let mut ipam = Ipam::new(Settings::default());
+    ipam.add_pool(p).unwrap();
+    ipam.add_subdivision(sub("a")).unwrap();
+    let mut addrs = vec![];
+    for i in 0..14 * 14 {
+        let a = ipam.allocate("a", &format!("v{i}"), None, None, 0.0).unwrap();
+        assert!(!net("10.0.0.0/28").contains(&a.address));
+        assert!(!net("10.0.0.16/28").contains(&a.address));
+        let last = a.address.to_string();
+        assert!(!last.ends_with(".0") && !a.shard.broadcast().eq(&a.address));
+        assert_ne!(a.address, a.shard.network());
+        addrs.push(a.address);
+    }
+    assert!(ipam.allocate("a", "one-more", None, None, 0.0).is_err());
+    ipam.check_invariants().unwrap();
+}
+
+#[test]
+fn ipv6_scale_never_enumerates_the_space() {
+    let mut ipam = Ipam::new(Settings::default());
+    ipam.add_pool(pool("v6", "2001:db8::/32", 64)).unwrap();
+    for s in 0..50 {
+        ipam.add_subdivision(sub(&format!("s{s}"))).unwrap();
+    }
+    for i in 0..20_000 {
+        let s = format!("s{}", i % 50);
+        let a = ipam.allocate(&s, &format!("vm{i}"), None, None, 0.0).unwrap();
+        assert_eq!(a.shard.prefix_len(), 64);
+    }
+    // Each subdivision packs its 400 VMs in one /64, from ::0 upwards.
+    let info = ipam.subdivision("s7").unwrap();
+    assert_eq!(info.shards, 1);
+    assert_eq!(info.leases, 400);
+    let pools = ipam.pools();
+    assert_eq!(pools[0].shards_active, 50);
+    assert_eq!(pools[0].size, 1u128 << 96);
+    ipam.check_invariants().unwrap();
+    // /112 shards too.
+    let mut small = Ipam::new(Settings::default());
+    small.add_pool(pool("v6", "fd00::/48", 112)).unwrap();
+    small.add_subdivision(sub("a")).unwrap();
+    for i in 0..70_000 {
+        small.allocate("a", &format!("vm{i}"), None, None, 0.0).unwrap();
+    }
+    assert_eq!(small.subdivision("a").unwrap().routes, vec![net("fd00::/111")]);
+}
+
+#[test]
+fn nested_subdivisions_stay_inside_their_parent_block() {
+    let mut ipam = ipam_v4("10.0.0.0/16", 26);
+    ipam.add_subdivision(sub("region")).unwrap();
+    let mut zone = sub("zone");
+    zone.parent = Some("region".into());
+    ipam.add_subdivision(zone).unwrap();
+    for r in 0..3 {
+        let mut rack = sub(&format!("rack{r}"));
+        rack.parent = Some("zone".into());
+        ipam.add_subdivision(rack).unwrap();
+    }
+    for i in 0..600 {
+        let rack = format!("rack{}", i % 3);
+        ipam.allocate(&rack, &format!("vm{i}"), None, None, 0.0).unwrap();
+    }
+    let region = ipam.subdivision("region").unwrap().homes[0];
+    let zone = ipam.subdivision("zone").unwrap().homes[0];
+    assert!(region.contains(&zone), "{region} does not hold {zone}");
+    for r in 0..3 {
+        let info = ipam.subdivision(&format!("rack{r}")).unwrap();
+        assert_eq!(info.borrowed, 0);
+        for route in info.routes {
+            assert!(zone.contains(&route), "{zone} does not hold {route}");
+        }
+    }
+    let e = ipam.remove_subdivision("zone").unwrap_err();
+    assert_eq!(e.to_string(), "subdivision `zone` still has 3 child subdivision(s)");
+    ipam.check_invariants().unwrap();
+}
+
+#[test]
+fn snapshot_round_trip_rebuilds_the_same_state() {
+    let mut ipam = ipam_v4("10.0.0.0/16", 28);
+    ipam.add_subdivision(sub("a")).unwrap();
+    let mut b = sub("b");
+    b.parent = Some("a".into());
+    ipam.add_subdivision(b).unwrap();
+    for i in 0..100 {
+        let s = if i % 2 == 0 { "a" } else { "b" };
+        ipam.allocate(s, &format!("v{i}"), Some("web"), None, i as f64).unwrap();
+    }
+    for i in (0..100).step_by(3) {
+        ipam.release(&format!("v{i}"), 100.0 + i as f64).unwrap();
+    }
+    let snap = ipam.snapshot();
+    let mut copy = Ipam::from_snapshot(Settings::default(), &snap).unwrap();
+    assert_eq!(copy.snapshot(), snap);
+    copy.check_invariants().unwrap();
+    // Both continue identically.
+    for i in 100..160 {
+        let s = if i % 2 == 0 { "a" } else { "b" };
+        let x = ipam.allocate(s, &format!("v{i}"), None, None, 150.0).unwrap();
+        let y = copy.allocate(s, &format!("v{i}"), None, None, 150.0).unwrap();
+        assert_eq!(x, y);
+    }
+}

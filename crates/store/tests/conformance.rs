@@ -1,0 +1,201 @@
+//! The shared conformance suite, run against both backends, plus backend-specific checks.
+
+use std::path::PathBuf;
+
+use cidrcast_core::model::Change;
+use cidrcast_store::conformance::{self, event, lease, pool};
+use cidrcast_store::{
+    MemoryStore, RedbOptions, RedbStore, Store, StoreError, DB_FILE_NAME, SCHEMA_VERSION,
+};
+
+#[test]
+fn memory_store_conforms() {
+    conformance::run_all(MemoryStore::new, |store| store);
+}
+
+#[test]
+fn redb_store_conforms() {
+    let mut dirs = Vec::new();
+    conformance::run_all(
+        || {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let store = RedbStore::open(dir.path()).expect("open");
+            dirs.push(dir);
+            store
+        },
+        |store| {
+            let dir = store.dir().to_path_buf();
+            drop(store);
+            let store = RedbStore::open(&dir).expect("reopen");
+            assert!(!store.recovered(), "a cleanly closed store needs no repair");
+            store
+        },
+    );
+}
+
+#[test]
+fn redb_store_conforms_with_small_cache_and_quick_repair() {
+    let options = RedbOptions {
+        cache_bytes: 256 * 1024,
+        quick_repair: true,
+    };
+    let mut dirs = Vec::new();
+    conformance::run_all(
+        || {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let store = RedbStore::open_with(dir.path(), options.clone()).expect("open");
+            dirs.push(dir);
+            store
+        },
+        |store| {
+            let dir = store.dir().to_path_buf();
+            drop(store);
+            RedbStore::open_with(&dir, options.clone()).expect("reopen")
+        },
+    );
+}
+
+#[test]
+fn shared_handles_conform() {
+    conformance::run_all(
+        || std::sync::Arc::new(MemoryStore::new()) as std::sync::Arc<dyn Store>,
+        |store| store,
+    );
+}
+
+#[test]
+fn memory_failure_injection_changes_nothing() {
+    let store = MemoryStore::new();
+    store
+        .commit(&[Change::PutLease(lease(1)), Change::Event(event(1))])
+        .expect("commit");
+    let before = store.load().expect("load");
+    store.fail_next_commits(2);
+    for _ in 0..2 {
+        let err = store
+            .commit(&[
+                Change::PutLease(lease(2)),
+                Change::DeleteLease {
+                    vm_id: conformance::vm_id(1),
+                },
+                Change::Event(event(2)),
+            ])
+            .expect_err("injected failure");
+        assert!(matches!(err, StoreError::Injected), "{err:?}");
+        assert_eq!(store.load().expect("load"), before);
+        assert_eq!(store.counts().expect("counts").events, 1);
+    }
+    assert_eq!(store.commits(), 1);
+    store
+        .commit(&[Change::Event(event(3))])
+        .expect("the third commit succeeds");
+    assert_eq!(store.events(0, 10).expect("events")[1], (2, event(3)));
+    assert_eq!(store.commits(), 2);
+}
+
+#[test]
+fn redb_creates_nested_directory_and_file() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("a/b/c");
+    let store = RedbStore::open(&dir).expect("open");
+    assert_eq!(store.path(), dir.join(DB_FILE_NAME));
+    assert!(store.path().is_file());
+    assert_eq!(store.dir(), dir);
+}
+
+#[test]
+fn redb_second_open_is_locked_and_names_the_path() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let _store = RedbStore::open(tmp.path()).expect("open");
+    let err = RedbStore::open(tmp.path()).expect_err("second open of the same directory");
+    assert!(matches!(err, StoreError::Locked { .. }), "{err:?}");
+    let message = err.to_string();
+    let path = tmp.path().join(DB_FILE_NAME);
+    assert!(
+        message.contains(&path.display().to_string()),
+        "message names the file: {message}"
+    );
+}
+
+#[test]
+fn redb_schema_mismatch_is_refused() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let path = tmp.path().join(DB_FILE_NAME);
+    {
+        let db = redb::Database::create(&path).expect("create");
+        let txn = db.begin_write().expect("begin");
+        {
+            let mut meta = txn
+                .open_table(redb::TableDefinition::<&str, u64>::new("meta"))
+                .expect("meta");
+            meta.insert("schema_version", SCHEMA_VERSION + 1)
+                .expect("insert");
+        }
+        txn.commit().expect("commit");
+    }
+    let err = RedbStore::open(tmp.path()).expect_err("newer schema");
+    match &err {
+        StoreError::SchemaMismatch {
+            path: p,
+            found,
+            expected,
+        } => {
+            assert_eq!(p, &path);
+            assert_eq!((*found, *expected), (SCHEMA_VERSION + 1, SCHEMA_VERSION));
+        }
+        other => panic!("expected SchemaMismatch, got {other:?}"),
+    }
+    assert!(err.to_string().contains("schema version"), "{err}");
+}
+
+#[test]
+fn redb_foreign_database_is_refused() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let path = tmp.path().join(DB_FILE_NAME);
+    {
+        let db = redb::Database::create(&path).expect("create");
+        let txn = db.begin_write().expect("begin");
+        txn.open_table(redb::TableDefinition::<u64, u64>::new("other"))
+            .expect("table");
+        txn.commit().expect("commit");
+    }
+    let err = RedbStore::open(tmp.path()).expect_err("foreign database");
+    assert!(matches!(err, StoreError::NotAStore { .. }), "{err:?}");
+}
+
+#[test]
+fn redb_garbage_file_is_an_error_naming_the_path() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let path: PathBuf = tmp.path().join(DB_FILE_NAME);
+    std::fs::write(&path, b"this is not a redb file at all, just some text").expect("write");
+    let err = RedbStore::open(tmp.path()).expect_err("garbage");
+    assert!(err.to_string().contains(&path.display().to_string()), "{err}");
+}
+
+#[test]
+fn redb_directory_that_is_a_file_is_an_error() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let file = tmp.path().join("plain-file");
+    std::fs::write(&file, b"x").expect("write");
+    let err = RedbStore::open(&file).expect_err("a file is no directory");
+    assert!(matches!(err, StoreError::CreateDir { .. }), "{err:?}");
+}
+
+#[test]
+fn redb_errors_keep_their_source() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let _store = RedbStore::open(tmp.path()).expect("open");
+    let err = RedbStore::open(tmp.path()).expect_err("locked");
+    let source = std::error::Error::source(&err).expect("a source");
+    assert!(!source.to_string().is_empty());
+}
+
+#[test]
+fn redb_store_is_usable_as_a_trait_object() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let store: Box<dyn Store> = Box::new(RedbStore::open(tmp.path()).expect("open"));
+    store
+        .commit(&[Change::PutPool(pool("v4", "10.0.0.0/8"))])
+        .expect("commit");
+    assert_eq!(store.load().expect("load").pools.len(), 1);
+}
