@@ -4,8 +4,6 @@
 use std::fmt;
 use std::path::PathBuf;
 
-use ipnet::IpNet;
-
 /// Why a configuration could not be read, parsed, validated or written.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -45,20 +43,6 @@ pub enum ConfigError {
         second: usize,
     },
 
-    /// Two pools of one VRF overlap.
-    #[error(
-        "{origin}: pool {pool:?}: prefix = \"{prefix}\" overlaps pool {other:?} \
-         (prefix = \"{other_prefix}\") in VRF {vrf:?}"
-    )]
-    PoolOverlap {
-        origin: String,
-        pool: String,
-        prefix: IpNet,
-        other: String,
-        other_prefix: IpNet,
-        vrf: String,
-    },
-
     /// Subdivisions whose `parent` links form a loop.
     #[error("{origin}: subdivision {name:?}: parent cycle {}", cycle.join(" -> "))]
     ParentCycle {
@@ -68,7 +52,8 @@ pub enum ConfigError {
         cycle: Vec<String>,
     },
 
-    /// A field has a value that is well-formed but not allowed.
+    /// A field has a value that is well-formed but not allowed (also: a pool overlapping another
+    /// pool of its VRF, an unknown reference).
     #[error("{origin}: {entry}: {field} = {value}: {reason}")]
     Invalid {
         origin: String,

@@ -219,14 +219,16 @@ fn pool_overlaps(pools: &[PoolSpec], origin: &str) -> Result {
     for (i, a) in pools.iter().enumerate() {
         for b in &pools[..i] {
             if a.vrf == b.vrf && (a.prefix.contains(&b.prefix) || b.prefix.contains(&a.prefix)) {
-                return Err(ConfigError::PoolOverlap {
-                    origin: origin.to_string(),
-                    pool: a.name.clone(),
-                    prefix: a.prefix,
-                    other: b.name.clone(),
-                    other_prefix: b.prefix,
-                    vrf: a.vrf.clone(),
-                });
+                return Err(ConfigError::invalid(
+                    origin,
+                    entry("pool", &a.name),
+                    "prefix",
+                    format_args!("\"{}\"", a.prefix),
+                    format!(
+                        "overlaps pool {:?} (prefix = \"{}\") in VRF {:?}",
+                        b.name, b.prefix, a.vrf
+                    ),
+                ));
             }
         }
     }

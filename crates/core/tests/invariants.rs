@@ -86,7 +86,10 @@ fn run(pools: Vec<PoolSpec>, ops: Vec<Op>) -> Result<(), TestCaseError> {
                                 prop_assert!(
                                     now >= t + COOLDOWN,
                                     "step {}: {} reused at {} after release at {}",
-                                    step, a.address, now, t
+                                    step,
+                                    a.address,
+                                    now,
+                                    t
                                 );
                             }
                             holder.insert(vm_id, (SUBS[*sub].to_string(), a.address));
@@ -116,15 +119,24 @@ fn run(pools: Vec<PoolSpec>, ops: Vec<Op>) -> Result<(), TestCaseError> {
                 .map(|_| ())
                 .map_err(|e| e.to_string()),
             Op::Activate { pick: p } => match pick(*p) {
-                Some(s) => ipam.activate_shard(&s, Reason::Operator, now).map(|_| ()).map_err(|e| e.to_string()),
+                Some(s) => ipam
+                    .activate_shard(&s, Reason::Operator, now)
+                    .map(|_| ())
+                    .map_err(|e| e.to_string()),
                 None => Ok(()),
             },
             Op::Drain { pick: p } => match pick(*p) {
-                Some(s) => ipam.drain_shard(&s, Reason::Operator, now).map(|_| ()).map_err(|e| e.to_string()),
+                Some(s) => ipam
+                    .drain_shard(&s, Reason::Operator, now)
+                    .map(|_| ())
+                    .map_err(|e| e.to_string()),
                 None => Ok(()),
             },
             Op::ReleaseShard { pick: p } => match pick(*p) {
-                Some(s) => ipam.release_shard(&s, Reason::Operator, now).map(|_| ()).map_err(|e| e.to_string()),
+                Some(s) => ipam
+                    .release_shard(&s, Reason::Operator, now)
+                    .map(|_| ())
+                    .map_err(|e| e.to_string()),
                 None => Ok(()),
             },
             Op::Advance { secs } => {
@@ -134,11 +146,23 @@ fn run(pools: Vec<PoolSpec>, ops: Vec<Op>) -> Result<(), TestCaseError> {
         };
         if let Err(msg) = &result {
             // A failed operation changes nothing and journals nothing.
-            prop_assert!(!ipam.has_journal(), "step {step}: {op:?} failed ({msg}) but journaled");
-            prop_assert_eq!(&ipam.snapshot(), &before, "step {}: {:?} failed ({}) but changed state", step, op, msg);
+            prop_assert!(
+                !ipam.has_journal(),
+                "step {step}: {op:?} failed ({msg}) but journaled"
+            );
+            prop_assert_eq!(
+                &ipam.snapshot(),
+                &before,
+                "step {}: {:?} failed ({}) but changed state",
+                step,
+                op,
+                msg
+            );
         }
         if let Err(v) = ipam.check_invariants() {
-            return Err(TestCaseError::fail(format!("step {step} after {op:?}: {v}")));
+            return Err(TestCaseError::fail(format!(
+                "step {step} after {op:?}: {v}"
+            )));
         }
         // Every lease lies in a non-reserved shard of its own subdivision.
         for l in ipam.leases(None).unwrap() {
@@ -148,7 +172,13 @@ fn run(pools: Vec<PoolSpec>, ops: Vec<Op>) -> Result<(), TestCaseError> {
         // The journal, applied like a store would, reproduces the live state.
         applied.apply(ipam.take_journal());
         let snap = ipam.snapshot();
-        prop_assert_eq!(&applied.snapshot(), &snap, "step {}: journal diverged after {:?}", step, op);
+        prop_assert_eq!(
+            &applied.snapshot(),
+            &snap,
+            "step {}: journal diverged after {:?}",
+            step,
+            op
+        );
         if step % 16 == 0 {
             let copy = Ipam::from_snapshot(ipam.settings(), &snap)
                 .map_err(|e| TestCaseError::fail(format!("reload: {e}")))?;

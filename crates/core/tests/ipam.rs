@@ -50,19 +50,28 @@ fn shards_fill_the_home_block_and_aggregate() {
     let mut ipam = ipam_v4("10.0.0.0/16", 26);
     ipam.add_subdivision(sub("a")).unwrap();
     for i in 0..256 {
-        ipam.allocate("a", &format!("vm-{i}"), None, None, 0.0).unwrap();
+        ipam.allocate("a", &format!("vm-{i}"), None, None, 0.0)
+            .unwrap();
     }
     let shards = ipam.shards(Some("a")).unwrap();
     let prefixes: Vec<String> = shards.iter().map(|s| s.record.prefix.to_string()).collect();
     assert_eq!(
         prefixes,
-        ["10.0.0.0/26", "10.0.0.64/26", "10.0.0.128/26", "10.0.0.192/26"]
+        [
+            "10.0.0.0/26",
+            "10.0.0.64/26",
+            "10.0.0.128/26",
+            "10.0.0.192/26"
+        ]
     );
     assert_eq!(ipam.routes("a", &[]).unwrap(), vec![net("10.0.0.0/24")]);
     // The fifth shard doubles the home block by claiming its buddy.
     let a = ipam.allocate("a", "vm-256", None, None, 0.0).unwrap();
     assert_eq!(a.shard, net("10.0.1.0/26"));
-    assert_eq!(ipam.subdivision("a").unwrap().homes, vec![net("10.0.0.0/23")]);
+    assert_eq!(
+        ipam.subdivision("a").unwrap().homes,
+        vec![net("10.0.0.0/23")]
+    );
     assert_eq!(ipam.counters().home_growths, 1);
     assert_eq!(ipam.counters().borrowed_claims, 0);
     ipam.check_invariants().unwrap();
@@ -81,13 +90,23 @@ fn homes_spread_and_borrow_only_when_the_buddy_is_taken() {
     ipam.allocate("a", "a0", None, None, 0.0).unwrap();
     ipam.allocate("b", "b0", None, None, 0.0).unwrap();
     // a's home at the bottom, b's in the middle of the largest free block.
-    assert_eq!(ipam.subdivision("a").unwrap().homes, vec![net("10.0.0.0/30")]);
-    assert_eq!(ipam.subdivision("b").unwrap().homes, vec![net("10.0.0.32/30")]);
+    assert_eq!(
+        ipam.subdivision("a").unwrap().homes,
+        vec![net("10.0.0.0/30")]
+    );
+    assert_eq!(
+        ipam.subdivision("b").unwrap().homes,
+        vec![net("10.0.0.32/30")]
+    );
     // a grows 1 -> 2 -> 4 -> 8 shards (a /27) without borrowing.
     for i in 1..32 {
-        ipam.allocate("a", &format!("a{i}"), None, None, 0.0).unwrap();
+        ipam.allocate("a", &format!("a{i}"), None, None, 0.0)
+            .unwrap();
     }
-    assert_eq!(ipam.subdivision("a").unwrap().homes, vec![net("10.0.0.0/27")]);
+    assert_eq!(
+        ipam.subdivision("a").unwrap().homes,
+        vec![net("10.0.0.0/27")]
+    );
     assert_eq!(ipam.routes("a", &[]).unwrap(), vec![net("10.0.0.0/27")]);
     assert_eq!(ipam.counters().borrowed_claims, 0);
     // The next doubling would need b's half: a borrows a far shard instead.
@@ -124,7 +143,8 @@ fn a_full_shard_waiting_on_cooldown_claims_another() {
     a.max_shards = Some(1);
     ipam.add_subdivision(a).unwrap();
     for i in 0..4 {
-        ipam.allocate("a", &format!("v{i}"), None, None, 0.0).unwrap();
+        ipam.allocate("a", &format!("v{i}"), None, None, 0.0)
+            .unwrap();
     }
     ipam.release("v0", 1.0).unwrap();
     let err = ipam.allocate("a", "v4", None, None, 2.0).unwrap_err();
@@ -142,7 +162,9 @@ fn drained_shards_take_no_new_leases_and_go_when_empty() {
     ipam.drain_shard(&shard, Reason::Operator, 1.0).unwrap();
     let next = ipam.allocate("a", "v1", None, None, 2.0).unwrap();
     assert_ne!(next.shard, shard, "a draining shard handed out an address");
-    let busy = ipam.release_shard(&shard, Reason::Operator, 3.0).unwrap_err();
+    let busy = ipam
+        .release_shard(&shard, Reason::Operator, 3.0)
+        .unwrap_err();
     assert_eq!(busy.to_string(), "shard 10.0.0.0/26 still holds 1 lease(s)");
     ipam.release("v0", 4.0).unwrap();
     // Released once its last lease has gone and that address has cooled down.
@@ -150,8 +172,14 @@ fn drained_shards_take_no_new_leases_and_go_when_empty() {
     assert!(still
         .iter()
         .any(|s| s.record.prefix == shard && s.record.state == ShardState::Draining));
-    let e = ipam.release_shard(&shard, Reason::Operator, 5.0).unwrap_err();
-    assert!(e.to_string().contains("1 address(es) in their release cooldown"), "{e}");
+    let e = ipam
+        .release_shard(&shard, Reason::Operator, 5.0)
+        .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("1 address(es) in their release cooldown"),
+        "{e}"
+    );
     ipam.expire(34.0);
     assert!(ipam
         .shards(Some("a"))
@@ -168,13 +196,19 @@ fn lifecycle_transitions_are_checked_and_journaled_with_reasons() {
     ipam.take_journal();
     let s = ipam.claim_shard("a", None, Reason::Forecast, 5.0).unwrap();
     assert_eq!(s.state, ShardState::Reserved);
-    let err = ipam.drain_shard(&s.prefix, Reason::Operator, 6.0).unwrap_err();
+    let err = ipam
+        .drain_shard(&s.prefix, Reason::Operator, 6.0)
+        .unwrap_err();
     assert_eq!(
         err.to_string(),
         "shard 10.0.0.0/26 is reserved; cannot drain it"
     );
-    ipam.activate_shard(&s.prefix, Reason::Forecast, 7.0).unwrap();
-    assert_eq!(ipam.drain_shard(&s.prefix, Reason::Reclaim, 8.0).unwrap(), None);
+    ipam.activate_shard(&s.prefix, Reason::Forecast, 7.0)
+        .unwrap();
+    assert_eq!(
+        ipam.drain_shard(&s.prefix, Reason::Reclaim, 8.0).unwrap(),
+        None
+    );
     let transitions: Vec<_> = ipam
         .take_journal()
         .into_iter()
@@ -211,7 +245,8 @@ fn exhausted_pool_is_an_error_that_changes_nothing() {
     let mut ipam = ipam_v4("10.0.0.0/29", 30);
     ipam.add_subdivision(sub("a")).unwrap();
     for i in 0..8 {
-        ipam.allocate("a", &format!("v{i}"), None, None, 0.0).unwrap();
+        ipam.allocate("a", &format!("v{i}"), None, None, 0.0)
+            .unwrap();
     }
     ipam.take_journal();
     let before = ipam.snapshot();
@@ -236,7 +271,10 @@ fn pool_validation_names_the_problem() {
     other_vrf.vrf = "blue".into();
     ipam.add_pool(other_vrf).unwrap();
     let e = ipam.add_pool(pool("y", "192.168.1.1/24", 26)).unwrap_err();
-    assert!(e.to_string().contains("192.168.1.1/24 has host bits set"), "{e}");
+    assert!(
+        e.to_string().contains("192.168.1.1/24 has host bits set"),
+        "{e}"
+    );
     let e = ipam.add_pool(pool("y", "192.168.0.0/24", 20)).unwrap_err();
     assert!(e.to_string().contains("shard_prefix_len 20"), "{e}");
     let e = ipam.add_pool(pool("y", "2001:db8::/32", 48)).unwrap_err();
@@ -256,7 +294,9 @@ fn reserved_ranges_and_addresses_are_never_handed_out() {
     ipam.add_subdivision(sub("a")).unwrap();
     let mut addrs = vec![];
     for i in 0..14 * 14 {
-        let a = ipam.allocate("a", &format!("v{i}"), None, None, 0.0).unwrap();
+        let a = ipam
+            .allocate("a", &format!("v{i}"), None, None, 0.0)
+            .unwrap();
         assert!(!net("10.0.0.0/28").contains(&a.address));
         assert!(!net("10.0.0.16/28").contains(&a.address));
         let last = a.address.to_string();
@@ -277,7 +317,9 @@ fn ipv6_scale_never_enumerates_the_space() {
     }
     for i in 0..20_000 {
         let s = format!("s{}", i % 50);
-        let a = ipam.allocate(&s, &format!("vm{i}"), None, None, 0.0).unwrap();
+        let a = ipam
+            .allocate(&s, &format!("vm{i}"), None, None, 0.0)
+            .unwrap();
         assert_eq!(a.shard.prefix_len(), 64);
     }
     // Each subdivision packs its 400 VMs in one /64, from ::0 upwards.
@@ -293,9 +335,14 @@ fn ipv6_scale_never_enumerates_the_space() {
     small.add_pool(pool("v6", "fd00::/48", 112)).unwrap();
     small.add_subdivision(sub("a")).unwrap();
     for i in 0..70_000 {
-        small.allocate("a", &format!("vm{i}"), None, None, 0.0).unwrap();
+        small
+            .allocate("a", &format!("vm{i}"), None, None, 0.0)
+            .unwrap();
     }
-    assert_eq!(small.subdivision("a").unwrap().routes, vec![net("fd00::/111")]);
+    assert_eq!(
+        small.subdivision("a").unwrap().routes,
+        vec![net("fd00::/111")]
+    );
 }
 
 #[test]
@@ -312,7 +359,8 @@ fn nested_subdivisions_stay_inside_their_parent_block() {
     }
     for i in 0..600 {
         let rack = format!("rack{}", i % 3);
-        ipam.allocate(&rack, &format!("vm{i}"), None, None, 0.0).unwrap();
+        ipam.allocate(&rack, &format!("vm{i}"), None, None, 0.0)
+            .unwrap();
     }
     let region = ipam.subdivision("region").unwrap().homes[0];
     let zone = ipam.subdivision("zone").unwrap().homes[0];
@@ -325,7 +373,10 @@ fn nested_subdivisions_stay_inside_their_parent_block() {
         }
     }
     let e = ipam.remove_subdivision("zone").unwrap_err();
-    assert_eq!(e.to_string(), "subdivision `zone` still has 3 child subdivision(s)");
+    assert_eq!(
+        e.to_string(),
+        "subdivision `zone` still has 3 child subdivision(s)"
+    );
     ipam.check_invariants().unwrap();
 }
 
@@ -338,7 +389,8 @@ fn snapshot_round_trip_rebuilds_the_same_state() {
     ipam.add_subdivision(b).unwrap();
     for i in 0..100 {
         let s = if i % 2 == 0 { "a" } else { "b" };
-        ipam.allocate(s, &format!("v{i}"), Some("web"), None, i as f64).unwrap();
+        ipam.allocate(s, &format!("v{i}"), Some("web"), None, i as f64)
+            .unwrap();
     }
     for i in (0..100).step_by(3) {
         ipam.release(&format!("v{i}"), 100.0 + i as f64).unwrap();
@@ -350,8 +402,12 @@ fn snapshot_round_trip_rebuilds_the_same_state() {
     // Both continue identically.
     for i in 100..160 {
         let s = if i % 2 == 0 { "a" } else { "b" };
-        let x = ipam.allocate(s, &format!("v{i}"), None, None, 150.0).unwrap();
-        let y = copy.allocate(s, &format!("v{i}"), None, None, 150.0).unwrap();
+        let x = ipam
+            .allocate(s, &format!("v{i}"), None, None, 150.0)
+            .unwrap();
+        let y = copy
+            .allocate(s, &format!("v{i}"), None, None, 150.0)
+            .unwrap();
         assert_eq!(x, y);
     }
 }

@@ -103,7 +103,7 @@ pub fn lease(id: u64) -> LeaseRecord {
         pool: "v4".to_string(),
         address: IpAddr::V4(address),
         shard: IpNet::V4(Ipv4Net::new(address, 26).expect("valid length").trunc()),
-        profile: (id % 2 == 0).then(|| "web".to_string()),
+        profile: (id & 1 == 0).then(|| "web".to_string()),
         created: id as f64 * 0.5,
     }
 }
@@ -456,13 +456,16 @@ pub fn sequences_and_paging<S: Store>(store: &S) {
         commit(store, &batch);
         commit(store, &[]);
     }
-    let numbered = |v: &[VmEvent]| -> Vec<(u64, VmEvent)> {
-        (1..).zip(v.iter().cloned()).collect::<Vec<_>>()
-    };
+    let numbered =
+        |v: &[VmEvent]| -> Vec<(u64, VmEvent)> { (1..).zip(v.iter().cloned()).collect::<Vec<_>>() };
     let events = numbered(&expected_events);
     let transitions: Vec<(u64, Transition)> =
         (1..).zip(expected_transitions.iter().cloned()).collect();
-    assert_eq!(all_events(store), events, "events numbered 1.. in commit order");
+    assert_eq!(
+        all_events(store),
+        events,
+        "events numbered 1.. in commit order"
+    );
     assert_eq!(all_transitions(store), transitions);
     let counts = store.counts().expect("counts");
     assert_eq!(counts.events, events.len() as u64);
@@ -486,7 +489,10 @@ pub fn sequences_and_paging<S: Store>(store: &S) {
     let n = events.len() as u64;
     assert!(store.events(n, 10).expect("at the end").is_empty());
     assert!(store.events(u64::MAX, 10).expect("after max").is_empty());
-    assert!(store.transitions(u64::MAX, 10).expect("after max").is_empty());
+    assert!(store
+        .transitions(u64::MAX, 10)
+        .expect("after max")
+        .is_empty());
 }
 
 /// Times load back bit for bit.
@@ -519,11 +525,19 @@ pub fn times_round_trip<S: Store>(store: &S) {
             time: *t,
             ..event(i)
         }));
-        batch.push(Change::PutCooling(cooling("v4", &format!("10.1.0.{i}"), *t)));
+        batch.push(Change::PutCooling(cooling(
+            "v4",
+            &format!("10.1.0.{i}"),
+            *t,
+        )));
     }
     commit(store, &batch);
     let snapshot = load(store);
-    let created: Vec<u64> = snapshot.leases.iter().map(|l| l.created.to_bits()).collect();
+    let created: Vec<u64> = snapshot
+        .leases
+        .iter()
+        .map(|l| l.created.to_bits())
+        .collect();
     let until: Vec<u64> = snapshot.cooling.iter().map(|c| c.until.to_bits()).collect();
     let event_times: Vec<u64> = all_events(store)
         .iter()
@@ -555,7 +569,10 @@ pub fn large_batch<S: Store>(store: &S) {
         .collect();
     commit(store, &batch);
     assert_eq!(store.counts().expect("counts").leases, 0);
-    assert_eq!(store.events(999, 10).expect("events"), vec![(1000, event(999))]);
+    assert_eq!(
+        store.events(999, 10).expect("events"),
+        vec![(1000, event(999))]
+    );
 }
 
 /// Commits from several threads: every batch lands whole, sequence numbers stay dense.
@@ -594,7 +611,10 @@ pub fn concurrent_commits<S: Store>(store: &S) {
     // Event and transition of one batch got the same seq (each batch appends one of each).
     for ((seq, e), (tseq, t)) in events.iter().zip(&transitions) {
         assert_eq!(seq, tseq);
-        assert_eq!(e.time, t.time, "event and transition {seq} come from one batch");
+        assert_eq!(
+            e.time, t.time,
+            "event and transition {seq} come from one batch"
+        );
     }
     let mut vms: Vec<String> = events.into_iter().map(|(_, e)| e.vm_id).collect();
     vms.sort();
@@ -628,7 +648,11 @@ pub fn reopen_preserves_everything<S: Store>(store: S, reopen: &mut impl FnMut(S
     let store = reopen(store);
     assert_eq!(load(&store), snapshot, "load after reopen");
     assert_eq!(all_events(&store), events, "events after reopen");
-    assert_eq!(all_transitions(&store), transitions, "transitions after reopen");
+    assert_eq!(
+        all_transitions(&store),
+        transitions,
+        "transitions after reopen"
+    );
     assert_eq!(store.counts().expect("counts"), counts);
 
     commit(

@@ -14,6 +14,15 @@ pub enum StoreError {
         source: std::io::Error,
     },
 
+    /// The directory holding a newly created database could not be synced (so the new file's
+    /// directory entry would not survive a power loss).
+    #[error("cannot sync directory {path}")]
+    SyncDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
     /// Another process (or another handle in this process) has the database open: redb allows one
     /// writer process per file.
     #[error(

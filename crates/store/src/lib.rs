@@ -66,8 +66,7 @@ pub trait Store: Send + Sync + 'static {
     fn events(&self, after: u64, limit: usize) -> Result<Vec<(u64, VmEvent)>, StoreError>;
 
     /// Shard transition log: up to `limit` entries with seq > `after`, in order, with their seq.
-    fn transitions(&self, after: u64, limit: usize)
-        -> Result<Vec<(u64, Transition)>, StoreError>;
+    fn transitions(&self, after: u64, limit: usize) -> Result<Vec<(u64, Transition)>, StoreError>;
 
     /// Number of events, transitions, live leases and non-free shards stored.
     fn counts(&self) -> Result<StoreCounts, StoreError>;

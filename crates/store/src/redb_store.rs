@@ -115,11 +115,13 @@ impl RedbStore {
     /// discarded. Errors: [`StoreError::Locked`] if another handle has it open,
     /// [`StoreError::SchemaMismatch`] if it was written with another layout.
     pub fn open_with(dir: &Path, options: RedbOptions) -> Result<Self, StoreError> {
+        let new_dir = !dir.is_dir();
         std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
             path: dir.to_path_buf(),
             source,
         })?;
         let path = dir.join(DB_FILE_NAME);
+        let new_file = !path.exists();
         let repaired = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&repaired);
         let db = Builder::new()
@@ -146,6 +148,15 @@ impl RedbStore {
             recovered: repaired.load(Ordering::Relaxed),
         };
         store.check_schema()?;
+        if new_file {
+            // redb fsyncs the file, not the directory entry that names it.
+            sync_dir(dir)?;
+            if new_dir {
+                if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+                    sync_dir(parent)?;
+                }
+            }
+        }
         Ok(store)
     }
 
@@ -164,9 +175,11 @@ impl RedbStore {
         &self.options
     }
 
-    /// Whether opening needed redb's repair, i.e. the previous process did not close the database
-    /// (it crashed or was killed). Worth a log line: without [`RedbOptions::quick_repair`] the
-    /// repair walks the whole file.
+    /// Whether opening ran redb's full repair: the previous process did not close the database
+    /// (it crashed or was killed) and its last commit was made without
+    /// [`RedbOptions::quick_repair`]. The repair walks the whole file (checksums, allocator state),
+    /// so it takes time proportional to the file size; worth a log line. Committed data is intact
+    /// either way.
     pub fn recovered(&self) -> bool {
         self.recovered
     }
@@ -466,8 +479,9 @@ impl RedbStore {
             .map_err(|e| self.fail(format!("range over table {table_name} after {after}"), e))?;
         let mut out = Vec::new();
         for entry in range.take(limit) {
-            let (seq, value) = entry
-                .map_err(|e| self.fail(format!("range over table {table_name} after {after}"), e))?;
+            let (seq, value) = entry.map_err(|e| {
+                self.fail(format!("range over table {table_name} after {after}"), e)
+            })?;
             let seq = seq.value();
             let record =
                 serde_json::from_slice(value.value()).map_err(|source| StoreError::Decode {
@@ -491,6 +505,20 @@ impl RedbStore {
             .map_err(|e| self.fail(format!("open table {table_name}"), e))?
             .len()
             .map_err(|e| self.fail(format!("count table {table_name}"), e))
+    }
+}
+
+/// Makes the entries of `dir` durable (a new file or subdirectory in it survives a power loss).
+fn sync_dir(dir: &Path) -> Result<(), StoreError> {
+    let result = std::fs::File::open(dir).and_then(|d| d.sync_all());
+    match result {
+        Ok(()) => Ok(()),
+        // Some platforms/filesystems cannot open or fsync a directory; nothing more can be done.
+        Err(e) if cfg!(not(unix)) || e.kind() == std::io::ErrorKind::InvalidInput => Ok(()),
+        Err(source) => Err(StoreError::SyncDir {
+            path: dir.to_path_buf(),
+            source,
+        }),
     }
 }
 
@@ -521,12 +549,8 @@ impl Store for RedbStore {
         }
         // On error `txn` is dropped uncommitted, which aborts it: nothing of the batch remains.
         self.write_batch(&txn, batch)?;
-        txn.commit().map_err(|e| {
-            self.fail(
-                format!("commit of a batch of {} changes", batch.len()),
-                e,
-            )
-        })
+        txn.commit()
+            .map_err(|e| self.fail(format!("commit of a batch of {} changes", batch.len()), e))
     }
 
     fn events(&self, after: u64, limit: usize) -> Result<Vec<(u64, VmEvent)>, StoreError> {

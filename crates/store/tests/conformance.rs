@@ -169,7 +169,10 @@ fn redb_garbage_file_is_an_error_naming_the_path() {
     let path: PathBuf = tmp.path().join(DB_FILE_NAME);
     std::fs::write(&path, b"this is not a redb file at all, just some text").expect("write");
     let err = RedbStore::open(tmp.path()).expect_err("garbage");
-    assert!(err.to_string().contains(&path.display().to_string()), "{err}");
+    assert!(
+        err.to_string().contains(&path.display().to_string()),
+        "{err}"
+    );
 }
 
 #[test]

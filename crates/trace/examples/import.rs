@@ -11,8 +11,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use cidrcast_trace::{
-    import_google2011_task_events, summarize_file, GroupBy, ImportOptions, ReadOptions,
-    TraceWriter,
+    import_google2011_task_events, summarize_file, GroupBy, ImportOptions, ReadOptions, TraceWriter,
 };
 
 const USAGE: &str = "usage: import [--group-by user|job|machine] [--top N] [--start S] [--end S] \
