@@ -1,1 +1,363 @@
-fn main() {}
+//! `cidrcast`: the command line of the predictive IP address manager.
+
+mod commands;
+mod context;
+mod output;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use commands::{admin, debug, demo, lease, shards, status, trace};
+use context::Ctx;
+use output::Format;
+
+/// cidrcast: an IP address manager that acts before demand arrives.
+#[derive(Parser)]
+#[command(name = "cidrcast", version, about, long_about = None)]
+struct Cli {
+    /// Configuration file (TOML; `cidrcast init` writes an example). Default: ./cidrcast.toml when
+    /// it exists, else built-in defaults (10.0.0.0/8 and fd00::/48).
+    #[arg(long, global = true, env = "CIDRCAST_CONFIG")]
+    config: Option<PathBuf>,
+    /// Data directory of the embedded store. Default: the config's data_dir, else ./cidrcast-data
+    /// (the demo uses a temporary one unless this is given).
+    #[arg(long, global = true, env = "CIDRCAST_DATA")]
+    data: Option<PathBuf>,
+    /// Output format.
+    #[arg(long, global = true, value_enum, default_value_t = Format::Table)]
+    output: Format,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Write a commented example configuration file.
+    Init {
+        /// Where to write it.
+        #[arg(default_value = "cidrcast.toml")]
+        path: PathBuf,
+        /// Overwrite an existing file.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Manage pools (root prefixes carved into shards).
+    #[command(subcommand)]
+    Pool(PoolCmd),
+    /// Manage subdivisions (zones, racks, host groups, tenant networks).
+    #[command(subcommand)]
+    Subdivision(SubdivisionCmd),
+    /// Allocate an address for a VM (idempotent per VM id).
+    Allocate {
+        #[arg(long)]
+        subdivision: String,
+        #[arg(long)]
+        vm: String,
+        /// Application profile (from the configuration).
+        #[arg(long)]
+        profile: Option<String>,
+        /// Pool to draw from (default: the subdivision's first pool).
+        #[arg(long)]
+        pool: Option<String>,
+    },
+    /// Release a VM's address (it cools down before reuse).
+    Release {
+        #[arg(long)]
+        vm: String,
+    },
+    /// List leases.
+    Leases {
+        #[arg(long)]
+        subdivision: Option<String>,
+    },
+    /// List non-free shards with their state and last transition reason.
+    Shards {
+        #[arg(long)]
+        subdivision: Option<String>,
+    },
+    /// Shard lifecycle by hand: claim, activate, drain, release.
+    #[command(subcommand)]
+    Shard(ShardCmd),
+    /// The minimal CIDR cover (routes) of each subdivision's shards.
+    Routes {
+        #[arg(long)]
+        subdivision: Option<String>,
+    },
+    /// Summary of the store.
+    Status,
+    /// The VM event history recorded by allocations and releases.
+    History {
+        /// Show events after this sequence number.
+        #[arg(long, default_value_t = 0)]
+        after: u64,
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// Event traces: import real traces, check canonical ones.
+    #[command(subcommand)]
+    Trace(TraceCmd),
+    /// Replay a real trace through the allocator and summarise (default: the bundled slice).
+    Demo {
+        /// A canonical event trace (CSV, optionally gzip) instead of the bundled slice.
+        #[arg(long)]
+        events: Option<PathBuf>,
+        /// Events per durable commit.
+        #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u64).range(1..))]
+        batch: u64,
+        /// No progress bar.
+        #[arg(long)]
+        quiet: bool,
+    },
+    /// Tools for tests.
+    #[command(subcommand, hide = true)]
+    Debug(DebugCmd),
+}
+
+#[derive(Subcommand)]
+enum PoolCmd {
+    /// Add a pool.
+    Add {
+        name: String,
+        /// Root prefix, e.g. 10.0.0.0/8 or fd00::/48.
+        #[arg(long)]
+        prefix: String,
+        /// Prefix length of one shard, e.g. 26.
+        #[arg(long)]
+        shard_prefix_len: u8,
+        #[arg(long)]
+        vrf: Option<String>,
+        /// A range never handed out (repeatable).
+        #[arg(long)]
+        reserved: Vec<String>,
+        /// Addresses at the start of each shard never leased (network, gateway).
+        #[arg(long, default_value_t = 0)]
+        reserve_first: u32,
+        /// Addresses at the end of each shard never leased (broadcast).
+        #[arg(long, default_value_t = 0)]
+        reserve_last: u32,
+    },
+    /// List pools with their usage.
+    List,
+    /// Remove a pool that holds no shard.
+    Remove { name: String },
+}
+
+#[derive(Subcommand)]
+enum SubdivisionCmd {
+    /// Add a subdivision.
+    Add {
+        name: String,
+        #[arg(long)]
+        parent: Option<String>,
+        /// Pool to draw from (repeatable; default: every pool).
+        #[arg(long = "pool")]
+        pools: Vec<String>,
+        #[arg(long)]
+        max_shards: Option<u32>,
+        /// Home block size in shards (a power of two).
+        #[arg(long)]
+        home_shards: Option<u32>,
+        /// Router announcing it (repeatable; defined in the configuration).
+        #[arg(long = "router")]
+        routers: Vec<String>,
+    },
+    /// List subdivisions with shards, leases, home blocks and routes.
+    List,
+    /// Remove a subdivision with no shard, lease or child.
+    Remove { name: String },
+}
+
+#[derive(Subcommand)]
+enum ShardCmd {
+    /// Claim a free shard for a subdivision (free → reserved).
+    Claim {
+        #[arg(long)]
+        subdivision: String,
+        #[arg(long)]
+        pool: Option<String>,
+    },
+    /// Activate a reserved (or draining) shard.
+    Activate { prefix: String },
+    /// Drain an active shard: no new leases; released once empty.
+    Drain { prefix: String },
+    /// Release a shard with no leases.
+    Release { prefix: String },
+}
+
+#[derive(Subcommand)]
+enum TraceCmd {
+    /// Convert raw trace parts into the canonical event format.
+    Import {
+        /// Source format: google2011-task-events.
+        #[arg(long)]
+        from: String,
+        /// What a subdivision is: user, job or machine.
+        #[arg(long, default_value = "user")]
+        group_by: String,
+        /// Keep the N subdivisions with the most creations.
+        #[arg(long)]
+        top: Option<usize>,
+        /// Window start, trace seconds.
+        #[arg(long)]
+        start: Option<f64>,
+        /// Window end, trace seconds.
+        #[arg(long)]
+        end: Option<f64>,
+        /// Output file (.csv or .csv.gz).
+        #[arg(short, long)]
+        out: PathBuf,
+        /// The raw parts, in order.
+        #[arg(required = true)]
+        parts: Vec<PathBuf>,
+    },
+    /// Validate a canonical trace and summarise it.
+    Check {
+        file: PathBuf,
+        /// Skip (and count) lifecycle errors instead of failing.
+        #[arg(long)]
+        skip_invalid: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum DebugCmd {
+    /// Allocate in a loop, printing `ack VM ADDRESS` after each durable allocation.
+    AllocLoop {
+        #[arg(long, default_value = "crash")]
+        subdivision: String,
+        #[arg(long, default_value_t = 4)]
+        threads: usize,
+        #[arg(long, default_value_t = u64::MAX)]
+        count: u64,
+    },
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let data_explicit = cli.data.is_some();
+    let ctx = || Ctx::new(cli.config.clone(), cli.data.clone(), cli.output);
+    match cli.command {
+        Command::Init { path, force } => admin::init(&path, force),
+        Command::Pool(PoolCmd::Add {
+            name,
+            prefix,
+            shard_prefix_len,
+            vrf,
+            reserved,
+            reserve_first,
+            reserve_last,
+        }) => admin::pool_add(
+            &ctx()?,
+            admin::PoolAdd {
+                name,
+                prefix,
+                shard_prefix_len,
+                vrf,
+                reserved,
+                reserve_first,
+                reserve_last,
+            },
+        ),
+        Command::Pool(PoolCmd::List) => admin::pool_list(&ctx()?),
+        Command::Pool(PoolCmd::Remove { name }) => admin::pool_remove(&ctx()?, &name),
+        Command::Subdivision(SubdivisionCmd::Add {
+            name,
+            parent,
+            pools,
+            max_shards,
+            home_shards,
+            routers,
+        }) => admin::subdivision_add(
+            &ctx()?,
+            admin::SubdivisionAdd {
+                name,
+                parent,
+                pools,
+                max_shards,
+                home_shards,
+                routers,
+            },
+        ),
+        Command::Subdivision(SubdivisionCmd::List) => admin::subdivision_list(&ctx()?),
+        Command::Subdivision(SubdivisionCmd::Remove { name }) => {
+            admin::subdivision_remove(&ctx()?, &name)
+        }
+        Command::Allocate {
+            subdivision,
+            vm,
+            profile,
+            pool,
+        } => lease::allocate(
+            &ctx()?,
+            &subdivision,
+            &vm,
+            profile.as_deref(),
+            pool.as_deref(),
+        ),
+        Command::Release { vm } => lease::release(&ctx()?, &vm),
+        Command::Leases { subdivision } => lease::leases(&ctx()?, subdivision.as_deref()),
+        Command::Shards { subdivision } => shards::list(&ctx()?, subdivision.as_deref()),
+        Command::Shard(ShardCmd::Claim { subdivision, pool }) => {
+            shards::claim(&ctx()?, &subdivision, pool.as_deref())
+        }
+        Command::Shard(ShardCmd::Activate { prefix }) => shards::activate(&ctx()?, &prefix),
+        Command::Shard(ShardCmd::Drain { prefix }) => shards::drain(&ctx()?, &prefix),
+        Command::Shard(ShardCmd::Release { prefix }) => shards::release(&ctx()?, &prefix),
+        Command::Routes { subdivision } => shards::routes(&ctx()?, subdivision.as_deref()),
+        Command::Status => status::status(&ctx()?),
+        Command::History { after, limit } => status::history(&ctx()?, after, limit),
+        Command::Trace(TraceCmd::Import {
+            from,
+            group_by,
+            top,
+            start,
+            end,
+            out,
+            parts,
+        }) => trace::import(cli.output, &from, &group_by, &parts, &out, top, start, end),
+        Command::Trace(TraceCmd::Check { file, skip_invalid }) => {
+            trace::check(cli.output, &file, skip_invalid)
+        }
+        Command::Demo {
+            events,
+            batch,
+            quiet,
+        } => demo::demo(
+            &ctx()?,
+            data_explicit,
+            demo::DemoArgs {
+                events,
+                batch: batch as usize,
+                progress: !quiet,
+            },
+        ),
+        Command::Debug(DebugCmd::AllocLoop {
+            subdivision,
+            threads,
+            count,
+        }) => debug::alloc_loop(&ctx()?, &subdivision, threads, count),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // One line: the error and its causes.
+            let chain: Vec<String> = e.chain().map(|c| c.to_string()).collect();
+            let mut line = String::new();
+            for c in chain {
+                if !line.contains(&c) {
+                    if !line.is_empty() {
+                        line.push_str(": ");
+                    }
+                    line.push_str(&c);
+                }
+            }
+            eprintln!("error: {}", line.replace('\n', " "));
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -52,20 +52,20 @@ pub struct SubdivisionSpec {
     /// Unique name.
     pub name: String,
     /// Enclosing subdivision: this one's home block is carved out of the parent's.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parent: Option<String>,
     /// Pools this subdivision draws from, in order of preference; empty means every pool.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pools: Vec<String>,
     /// Upper bound on non-free shards per pool.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_shards: Option<u32>,
     /// Size of the home block in shards (a power of two); it grows by claiming its buddy and never
     /// shrinks below this size.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub home_shards: Option<u32>,
     /// Routers that announce this subdivision's shards.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub routers: Vec<String>,
 }
 

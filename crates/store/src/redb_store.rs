@@ -1,23 +1,5 @@
-//! [`RedbStore`]: the embedded default backend, one redb file per store directory.
-//!
-//! # Layout (schema version 1)
-//! One file, `<dir>/cidrcast.redb`. Values are the records as `serde_json` bytes.
-//!
-//! | table          | key                                   | value                 |
-//! |----------------|---------------------------------------|-----------------------|
-//! | `pools`        | `&str` pool name                      | `PoolSpec` json       |
-//! | `subdivisions` | `&str` subdivision name               | `SubdivisionSpec` json|
-//! | `homes`        | `(&str, &str)` (subdivision, pool)    | `HomeRecord` json     |
-//! | `shards`       | `(&str, &str)` (pool, prefix `Display`, e.g. `10.0.0.64/26`) | `ShardRecord` json |
-//! | `leases`       | `&str` vm_id                          | `LeaseRecord` json    |
-//! | `cooling`      | `(&str, &str)` (pool, address `Display`) | `CoolingRecord` json |
-//! | `events`       | `u64` seq (from 1)                    | `VmEvent` json        |
-//! | `transitions`  | `u64` seq (from 1)                    | `Transition` json     |
-//! | `meta`         | `&str`                                | `u64`                 |
-//!
-//! `meta` holds `schema_version` (checked on open), `next_event_seq` and `next_transition_seq`
-//! (the seq the next appended entry gets; both start at 1). Every table is created, and `meta`
-//! filled, by the first open, in one transaction.
+//! [`RedbStore`]: the embedded default backend, one redb file per store directory (layout in
+//! [`RedbStore`]'s docs).
 
 use std::borrow::Borrow;
 use std::fmt;
@@ -85,6 +67,25 @@ impl Default for RedbOptions {
 /// Only one process may have a directory open at a time (redb locks the file); a second open, from
 /// another process or this one, fails with [`StoreError::Locked`]. Dropping the store closes the
 /// file cleanly; after a crash the next open runs redb's repair (see [`RedbStore::recovered`]).
+///
+/// # Layout (schema version 1)
+/// One file, `<dir>/cidrcast.redb`. Values are the records as `serde_json` bytes.
+///
+/// | table          | key                                   | value                 |
+/// |----------------|---------------------------------------|-----------------------|
+/// | `pools`        | `&str` pool name                      | `PoolSpec` json       |
+/// | `subdivisions` | `&str` subdivision name               | `SubdivisionSpec` json|
+/// | `homes`        | `(&str, &str)` (subdivision, pool)    | `HomeRecord` json     |
+/// | `shards`       | `(&str, &str)` (pool, prefix `Display`, e.g. `10.0.0.64/26`) | `ShardRecord` json |
+/// | `leases`       | `&str` vm_id                          | `LeaseRecord` json    |
+/// | `cooling`      | `(&str, &str)` (pool, address `Display`) | `CoolingRecord` json |
+/// | `events`       | `u64` seq (from 1)                    | `VmEvent` json        |
+/// | `transitions`  | `u64` seq (from 1)                    | `Transition` json     |
+/// | `meta`         | `&str`                                | `u64`                 |
+///
+/// `meta` holds `schema_version` (checked on open), `next_event_seq` and `next_transition_seq`
+/// (the seq the next appended entry gets; both start at 1). Every table is created, and `meta`
+/// filled, by the first open, in one transaction.
 pub struct RedbStore {
     db: Database,
     path: PathBuf,

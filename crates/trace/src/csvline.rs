@@ -214,7 +214,10 @@ mod tests {
             (7, vec!["last".into()]),
         ];
         assert_eq!(got, want);
-        assert_eq!(records("a,,\n"), vec![(1, vec!["a".into(), "".into(), "".into()])]);
+        assert_eq!(
+            records("a,,\n"),
+            vec![(1, vec!["a".into(), "".into(), "".into()])]
+        );
         assert_eq!(records("\"\"\n"), vec![(1, vec![String::new()])]);
     }
 

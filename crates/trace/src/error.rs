@@ -20,13 +20,22 @@ pub enum TraceError {
         source: io::Error,
     },
 
-    /// Reading failed (I/O, corrupt gzip, invalid UTF-8, unbalanced quotes) at or after `line`.
-    #[error("{file}:{line}: cannot read the row")]
+    /// Reading failed (I/O, corrupt gzip) at `line` (the line being read).
+    #[error("{file}:{line}: cannot read")]
     Read {
         file: String,
         line: u64,
         #[source]
-        source: csv::Error,
+        source: io::Error,
+    },
+
+    /// A row that is not valid CSV (unbalanced quotes, invalid UTF-8).
+    #[error("{file}:{line}: malformed CSV: {reason} (`{row}`)")]
+    Csv {
+        file: String,
+        line: u64,
+        reason: &'static str,
+        row: String,
     },
 
     /// Writing a row, flushing or finishing the output failed.
@@ -132,6 +141,7 @@ impl TraceError {
     pub fn line(&self) -> Option<u64> {
         match self {
             TraceError::Read { line, .. }
+            | TraceError::Csv { line, .. }
             | TraceError::Write { line, .. }
             | TraceError::Header { line, .. }
             | TraceError::FieldCount { line, .. }
@@ -149,6 +159,7 @@ impl TraceError {
         match self {
             TraceError::Open { file, .. }
             | TraceError::Read { file, .. }
+            | TraceError::Csv { file, .. }
             | TraceError::Write { file, .. }
             | TraceError::Header { file, .. }
             | TraceError::FieldCount { file, .. }

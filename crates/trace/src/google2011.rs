@@ -29,11 +29,13 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::io::{Read, Write};
+use std::ops::Range;
 use std::path::Path;
 use std::str::FromStr;
 
 use cidrcast_core::model::{EventKind, Time, VmEvent};
 
+use crate::csvline::Lines;
 use crate::input::open_maybe_gz;
 use crate::{Result, TraceError, TraceWriter};
 
@@ -404,28 +406,24 @@ impl<'a, W: Write> Importer<'a, W> {
     }
 
     fn read_part(&mut self, input: Box<dyn Read + Send>, file: String) -> Result<Flow> {
-        let mut csv = csv::ReaderBuilder::new()
-            .has_headers(false)
-            .flexible(true)
-            .buffer_capacity(256 * 1024)
-            .from_reader(input);
-        let mut record = csv::ByteRecord::new();
+        let mut lines = Lines::new(input);
+        let mut buf = Vec::with_capacity(256);
+        let mut fields = Vec::with_capacity(COLUMNS.len());
         loop {
-            let more = csv.read_byte_record(&mut record).map_err(|source| {
-                let line = source
-                    .position()
-                    .map_or_else(|| csv.position().line(), |p| p.line());
-                TraceError::Read {
+            buf.clear();
+            let more = lines
+                .read_line(&mut buf)
+                .map_err(|source| TraceError::Read {
                     file: file.clone(),
-                    line,
+                    line: lines.line() + 1,
                     source,
-                }
-            })?;
+                })?;
             if !more {
                 return Ok(Flow::Continue);
             }
-            let line = record.position().map_or(0, |p| p.line());
-            let row = parse_row(&record, &file, line, self.opts.group_by)?;
+            let line = lines.line();
+            split_fields(&buf, &mut fields);
+            let row = parse_row(&buf, &fields, &file, line, self.opts.group_by)?;
             if let Some((prev_us, prev_file, prev_line)) = &self.prev {
                 if row.time_us < *prev_us {
                     return Err(TraceError::TimeBackwards {
@@ -459,7 +457,7 @@ impl<'a, W: Write> Importer<'a, W> {
             if !self.started && row.time_us >= self.start_us {
                 self.emit_start_creates()?;
             }
-            self.apply(&row, &record)?;
+            self.apply(&row, &buf[fields[COL_USER].clone()])?;
         }
     }
 
@@ -487,14 +485,14 @@ impl<'a, W: Write> Importer<'a, W> {
         Ok(())
     }
 
-    fn group_id(&mut self, row: &Row, record: &csv::ByteRecord) -> u32 {
+    fn group_id(&mut self, row: &Row, user: &[u8]) -> u32 {
         use std::fmt::Write as _;
         self.name_buf.clear();
         match self.opts.group_by {
             // Checked by `parse_row`: ASCII-compatible UTF-8, not empty.
             GroupBy::User => self
                 .name_buf
-                .push_str(std::str::from_utf8(&record[COL_USER]).unwrap_or_default()),
+                .push_str(std::str::from_utf8(user).unwrap_or_default()),
             GroupBy::Job => write!(self.name_buf, "job-{}", row.job).expect("String write"),
             GroupBy::Machine => write!(
                 self.name_buf,
@@ -513,7 +511,7 @@ impl<'a, W: Write> Importer<'a, W> {
         id
     }
 
-    fn apply(&mut self, row: &Row, record: &csv::ByteRecord) -> Result<()> {
+    fn apply(&mut self, row: &Row, user: &[u8]) -> Result<()> {
         let key = (row.job, row.task);
         let time = row.time_us as f64 / 1e6;
         match row.event_type {
@@ -522,7 +520,7 @@ impl<'a, W: Write> Importer<'a, W> {
                     self.stats.skipped_duplicate_schedule += 1;
                     return Ok(());
                 }
-                let group = self.group_id(row, record);
+                let group = self.group_id(row, user);
                 let task = self.tasks.entry(key).or_default();
                 let life = task.lives;
                 task.lives += 1;
@@ -655,29 +653,45 @@ impl<'a, W: Write> Importer<'a, W> {
     }
 }
 
+/// Splits a raw line at its commas (the table has no quoting).
+fn split_fields(line: &[u8], fields: &mut Vec<Range<usize>>) {
+    fields.clear();
+    let mut start = 0;
+    for (i, &b) in line.iter().enumerate() {
+        if b == b',' {
+            fields.push(start..i);
+            start = i + 1;
+        }
+    }
+    fields.push(start..line.len());
+}
+
 /// Parses and validates one raw row.
-fn parse_row(record: &csv::ByteRecord, file: &str, line: u64, group_by: GroupBy) -> Result<Row> {
-    if record.len() != COLUMNS.len() {
+fn parse_row(
+    line_bytes: &[u8],
+    fields: &[Range<usize>],
+    file: &str,
+    line: u64,
+    group_by: GroupBy,
+) -> Result<Row> {
+    if fields.len() != COLUMNS.len() {
         return Err(TraceError::FieldCount {
             file: file.to_string(),
             line,
             expected: COLUMNS.len(),
-            found: record.len(),
-            row: record
-                .iter()
-                .map(String::from_utf8_lossy)
-                .collect::<Vec<_>>()
-                .join(","),
+            found: fields.len(),
+            row: String::from_utf8_lossy(line_bytes).into_owned(),
         });
     }
+    let field = |col: usize| &line_bytes[fields[col].clone()];
     let error = |col: usize, reason: &str| TraceError::Field {
         file: file.to_string(),
         line,
         field: COLUMNS[col],
-        value: String::from_utf8_lossy(&record[col]).into_owned(),
+        value: String::from_utf8_lossy(field(col)).into_owned(),
         reason: reason.to_string(),
     };
-    let text = |col: usize| std::str::from_utf8(&record[col]).map_err(|_| error(col, "not UTF-8"));
+    let text = |col: usize| std::str::from_utf8(field(col)).map_err(|_| error(col, "not UTF-8"));
     let int = |col: usize| -> Result<Option<u64>> {
         let t = text(col)?;
         if t.is_empty() {

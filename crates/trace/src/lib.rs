@@ -9,6 +9,7 @@
 //! Every error is a [`TraceError`] whose message names the file, the 1-based line, the field and the
 //! value.
 
+mod csvline;
 pub mod error;
 pub mod google2011;
 mod input;

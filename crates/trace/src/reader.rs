@@ -6,6 +6,7 @@ use std::path::Path;
 
 use cidrcast_core::model::{EventKind, Time, VmEvent};
 
+use crate::csvline::{Lines, Record, RecordError};
 use crate::input::open_maybe_gz;
 use crate::{Result, TraceError, HEADER, HEADER_LINE};
 
@@ -62,10 +63,10 @@ struct Live {
 /// vm_id; no delete of a vm_id that is not alive; a delete names the subdivision of its create. A
 /// vm_id may be created again after its delete (a new life), though writers should not reuse ids.
 pub struct TraceReader<R> {
-    csv: csv::Reader<R>,
+    lines: Lines<R>,
     name: String,
     opts: ReadOptions,
-    record: csv::StringRecord,
+    record: Record,
     header_done: bool,
     done: bool,
     prev_time: Option<Time>,
@@ -92,16 +93,11 @@ impl<R: Read> TraceReader<R> {
     /// Reads a trace from `input` (uncompressed; wrap it in a gzip decoder if needed). `name` stands
     /// for the file in error messages.
     pub fn new(input: R, name: impl Into<String>, opts: ReadOptions) -> Self {
-        let csv = csv::ReaderBuilder::new()
-            .has_headers(false)
-            .flexible(true)
-            .buffer_capacity(64 * 1024)
-            .from_reader(input);
         TraceReader {
-            csv,
+            lines: Lines::new(input),
             name: name.into(),
             opts,
-            record: csv::StringRecord::new(),
+            record: Record::default(),
             header_done: false,
             done: false,
             prev_time: None,
@@ -137,22 +133,23 @@ impl<R: Read> TraceReader<R> {
 
     /// Reads the next record into `self.record`; false at the end of the input.
     fn read_record(&mut self) -> Result<bool> {
-        self.csv.read_record(&mut self.record).map_err(|source| {
-            let line = source
-                .position()
-                .map_or_else(|| self.csv.position().line(), |p| p.line());
-            TraceError::Read {
+        self.record.read(&mut self.lines).map_err(|e| match e {
+            RecordError::Io(source) => TraceError::Read {
                 file: self.name.clone(),
-                line,
+                line: self.lines.line() + 1,
                 source,
-            }
+            },
+            RecordError::Malformed(reason) => TraceError::Csv {
+                file: self.name.clone(),
+                line: self.record.line(),
+                reason,
+                row: self.record.raw().to_string(),
+            },
         })
     }
 
     fn record_line(&self) -> u64 {
-        self.record
-            .position()
-            .map_or_else(|| self.csv.position().line(), |p| p.line())
+        self.record.line()
     }
 
     fn read_header(&mut self) -> Result<()> {
@@ -169,7 +166,7 @@ impl<R: Read> TraceReader<R> {
                 file: self.name.clone(),
                 line: self.record_line(),
                 expected: HEADER_LINE,
-                found: join(&self.record),
+                found: self.record.raw().to_string(),
             });
         }
         self.header_done = true;
@@ -202,10 +199,10 @@ impl<R: Read> TraceReader<R> {
                     line,
                     expected: HEADER.len(),
                     found: self.record.len(),
-                    row: join(&self.record),
+                    row: self.record.raw().to_string(),
                 });
             }
-            let time_text = &self.record[0];
+            let time_text = self.record.get(0);
             let time: Time = time_text
                 .parse()
                 .map_err(|_| self.field_error(line, "time_s", time_text, "not a number"))?;
@@ -227,7 +224,7 @@ impl<R: Read> TraceReader<R> {
                     });
                 }
             }
-            let subdivision = &self.record[1];
+            let subdivision = self.record.get(1);
             if subdivision.is_empty() {
                 return Err(self.field_error(
                     line,
@@ -236,7 +233,7 @@ impl<R: Read> TraceReader<R> {
                     "must not be empty",
                 ));
             }
-            let kind_text = &self.record[2];
+            let kind_text = self.record.get(2);
             let kind = match kind_text {
                 "create" => EventKind::Create,
                 "delete" => EventKind::Delete,
@@ -249,14 +246,14 @@ impl<R: Read> TraceReader<R> {
                     ))
                 }
             };
-            let vm_id = &self.record[3];
+            let vm_id = self.record.get(3);
             if vm_id.is_empty() {
                 return Err(self.field_error(line, "vm_id", vm_id, "must not be empty"));
             }
             // The row is well-formed: it sets the time even when its lifecycle is skipped.
             self.prev_time = Some(time);
             self.prev_text.clear();
-            self.prev_text.push_str(&self.record[0]);
+            self.prev_text.push_str(self.record.get(0));
             self.prev_line = line;
 
             match self.check_lifecycle(line, kind) {
@@ -271,13 +268,13 @@ impl<R: Read> TraceReader<R> {
                 }
                 Err(e) => return Err(e),
             }
-            let profile = &self.record[4];
+            let profile = self.record.get(4);
             self.events += 1;
             return Ok(Some(VmEvent {
                 time,
-                subdivision: self.record[1].to_string(),
+                subdivision: self.record.get(1).to_string(),
                 kind,
-                vm_id: self.record[3].to_string(),
+                vm_id: self.record.get(3).to_string(),
                 profile: (!profile.is_empty()).then(|| profile.to_string()),
             }));
         }
@@ -293,7 +290,7 @@ impl<R: Read> TraceReader<R> {
             subdivision_names,
             ..
         } = self;
-        let subdivision_name = &record[1];
+        let subdivision_name = record.get(1);
         let subdivision = match subdivision_ids.get(subdivision_name) {
             Some(&id) => id,
             None => {
@@ -304,7 +301,7 @@ impl<R: Read> TraceReader<R> {
                 id
             }
         };
-        let vm_id = &record[3];
+        let vm_id = record.get(3);
         match kind {
             EventKind::Create => {
                 if let Some(l) = live.get(vm_id) {
@@ -368,9 +365,4 @@ impl<R: Read> std::iter::FusedIterator for TraceReader<R> {}
 /// Reads a whole trace file (plain or gzip) into memory, validating it.
 pub fn read_all(path: impl AsRef<Path>, opts: ReadOptions) -> Result<Vec<VmEvent>> {
     TraceReader::open(path, opts)?.collect()
-}
-
-/// A record as it was written, comma-separated (for error messages).
-fn join(record: &csv::StringRecord) -> String {
-    record.iter().collect::<Vec<_>>().join(",")
 }

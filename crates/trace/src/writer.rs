@@ -9,6 +9,7 @@ use cidrcast_core::model::{Time, VmEvent};
 use flate2::write::GzEncoder;
 use flate2::Compression;
 
+use crate::csvline::push_field;
 use crate::input::has_gz_extension;
 use crate::{Result, TraceError, HEADER};
 
@@ -42,12 +43,13 @@ impl<W: Write> Write for Sink<W> {
 /// lifecycles; [`crate::TraceReader`] checks those when reading the result back.) Call
 /// [`TraceWriter::finish`] at the end: it completes the gzip stream and flushes.
 pub struct TraceWriter<W: Write> {
-    csv: csv::Writer<Sink<W>>,
+    sink: Sink<W>,
     name: String,
     /// Lines written, the header included.
     lines: u64,
     last_time: Option<Time>,
     time_buf: String,
+    row_buf: Vec<u8>,
 }
 
 impl TraceWriter<BufWriter<File>> {
@@ -71,7 +73,8 @@ impl TraceWriter<BufWriter<File>> {
 }
 
 impl<W: Write> TraceWriter<W> {
-    /// Writes an uncompressed trace to `out`; `name` stands for it in error messages.
+    /// Writes an uncompressed trace to `out` (one `write_all` per row: give a buffered writer);
+    /// `name` stands for it in error messages.
     pub fn new(out: W, name: impl Into<String>) -> Result<Self> {
         TraceWriter::with_sink(Sink::Plain(out), name.into())
     }
@@ -85,16 +88,13 @@ impl<W: Write> TraceWriter<W> {
     }
 
     fn with_sink(sink: Sink<W>, name: String) -> Result<Self> {
-        let csv = csv::WriterBuilder::new()
-            .has_headers(false)
-            .buffer_capacity(64 * 1024)
-            .from_writer(sink);
         let mut writer = TraceWriter {
-            csv,
+            sink,
             name,
             lines: 0,
             last_time: None,
             time_buf: String::new(),
+            row_buf: Vec::with_capacity(256),
         };
         writer.write_row(HEADER)?;
         Ok(writer)
@@ -119,9 +119,17 @@ impl<W: Write> TraceWriter<W> {
     }
 
     fn write_row<'a>(&mut self, row: impl IntoIterator<Item = &'a str>) -> Result<()> {
-        self.csv
-            .write_record(row)
-            .map_err(|e| self.write_error(e.into()))?;
+        self.row_buf.clear();
+        for (i, field) in row.into_iter().enumerate() {
+            if i > 0 {
+                self.row_buf.push(b',');
+            }
+            push_field(&mut self.row_buf, field);
+        }
+        self.row_buf.push(b'\n');
+        self.sink
+            .write_all(&self.row_buf)
+            .map_err(|e| self.write_error(e))?;
         self.lines += 1;
         Ok(())
     }
@@ -190,11 +198,7 @@ impl<W: Write> TraceWriter<W> {
             line,
             source,
         };
-        let sink = self
-            .csv
-            .into_inner()
-            .map_err(|e| write_error(e.into_error()))?;
-        let mut out = match sink {
+        let mut out = match self.sink {
             Sink::Plain(w) => w,
             Sink::Gzip(gz) => gz.finish().map_err(write_error)?,
         };

@@ -1,0 +1,9 @@
+//! One module per group of subcommands; each function parses nothing and prints its result.
+
+pub mod admin;
+pub mod debug;
+pub mod demo;
+pub mod lease;
+pub mod shards;
+pub mod status;
+pub mod trace;
