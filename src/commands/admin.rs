@@ -78,14 +78,14 @@ pub fn pool_add(ctx: &Ctx, a: PoolAdd) -> Result<()> {
         reserve_last: a.reserve_last,
     };
     let engine = ctx.engine()?;
-    engine.execute(|ipam, _| ipam.add_pool(spec.clone()))?;
+    engine.execute_untimed(|ipam| ipam.add_pool(spec.clone()))?;
     println!("added pool `{}` {}", spec.name, spec.prefix);
     Ok(())
 }
 
 pub fn pool_remove(ctx: &Ctx, name: &str) -> Result<()> {
     let engine = ctx.engine()?;
-    let spec = engine.execute(|ipam, _| ipam.remove_pool(name))?;
+    let spec = engine.execute_untimed(|ipam| ipam.remove_pool(name))?;
     println!("removed pool `{}` {}", spec.name, spec.prefix);
     Ok(())
 }
@@ -165,14 +165,14 @@ pub fn subdivision_add(ctx: &Ctx, a: SubdivisionAdd) -> Result<()> {
         routers: a.routers,
     };
     let engine = ctx.engine()?;
-    engine.execute(|ipam, _| ipam.add_subdivision(spec.clone()))?;
+    engine.execute_untimed(|ipam| ipam.add_subdivision(spec.clone()))?;
     println!("added subdivision `{}`", spec.name);
     Ok(())
 }
 
 pub fn subdivision_remove(ctx: &Ctx, name: &str) -> Result<()> {
     let engine = ctx.engine()?;
-    engine.execute(|ipam, _| ipam.remove_subdivision(name))?;
+    engine.execute_untimed(|ipam| ipam.remove_subdivision(name))?;
     println!("removed subdivision `{name}`");
     Ok(())
 }

@@ -11,7 +11,7 @@ pub fn alloc_loop(ctx: &Ctx, subdivision: &str, threads: usize, count: u64) -> R
     let engine = std::sync::Arc::new(ctx.engine()?);
     let has = engine.read(|ipam| ipam.has_subdivision(subdivision))?;
     if !has {
-        engine.execute(|ipam, _| {
+        engine.execute_untimed(|ipam| {
             ipam.add_subdivision(cidrcast_core::model::SubdivisionSpec {
                 name: subdivision.to_string(),
                 parent: None,

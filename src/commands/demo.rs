@@ -124,7 +124,7 @@ pub fn demo(ctx: &Ctx, data_explicit: bool, args: DemoArgs) -> Result<()> {
         .context("the configuration has no pool to replay into")?
         .name
         .clone();
-    engine.execute(|ipam, _| {
+    engine.execute_untimed(|ipam| {
         for name in &order {
             if !ipam.has_subdivision(name) {
                 ipam.add_subdivision(SubdivisionSpec {

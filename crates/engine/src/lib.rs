@@ -130,12 +130,31 @@ impl<S: Store> Engine<S> {
         now: Time,
         op: impl FnOnce(&mut Ipam, Time) -> Result<T, CoreError>,
     ) -> Result<T, EngineError> {
+        self.run(Some(now), |ipam| op(ipam, now))
+    }
+
+    /// Runs `op` without a time: no cooldown expires and the state's clock does not move (for
+    /// changes that do not depend on time, such as adding pools and subdivisions).
+    pub fn execute_untimed<T>(
+        &self,
+        op: impl FnOnce(&mut Ipam) -> Result<T, CoreError>,
+    ) -> Result<T, EngineError> {
+        self.run(None, op)
+    }
+
+    fn run<T>(
+        &self,
+        now: Option<Time>,
+        op: impl FnOnce(&mut Ipam) -> Result<T, CoreError>,
+    ) -> Result<T, EngineError> {
         let mut st = self.lock();
         if let Some(why) = &st.broken {
             return Err(EngineError::Unavailable(why.clone()));
         }
-        st.ipam.expire(now);
-        let result = op(&mut st.ipam, now);
+        if let Some(now) = now {
+            st.ipam.expire(now);
+        }
+        let result = op(&mut st.ipam);
         let journal = st.ipam.take_journal();
         if !journal.is_empty() {
             st.pending.extend(journal);
@@ -263,7 +282,7 @@ impl<S: Store> Engine<S> {
             return Ok(());
         }
         // All or nothing: on a refusal, the whole batch is dropped by rebuilding from the store.
-        self.execute(|ipam, _| {
+        self.execute_untimed(|ipam| {
             let mut scratch = ipam.clone();
             for p in &new_pools {
                 scratch.add_pool(p.clone())?;

@@ -131,3 +131,23 @@ fn refused_operations_and_config_changes_leave_the_store_as_it_was() {
     );
     assert_eq!(store.load().unwrap(), before);
 }
+
+#[test]
+fn config_changes_do_not_move_the_clock_of_trace_time_replays() {
+    // Adding pools and subdivisions happens at no time: a replay in trace time (seconds since the
+    // trace start) must still see its cooldowns expire.
+    let engine = Engine::open(MemoryStore::new(), Settings::default()).unwrap();
+    engine.ensure_config(&[pool()], &[sub("a")]).unwrap();
+    let x = engine
+        .execute_at(100.0, |ipam, now| ipam.allocate("a", "x", None, None, now))
+        .unwrap()
+        .address;
+    engine
+        .execute_at(110.0, |ipam, now| ipam.release("x", now))
+        .unwrap();
+    let y = engine
+        .execute_at(141.0, |ipam, now| ipam.allocate("a", "y", None, None, now))
+        .unwrap()
+        .address;
+    assert_eq!(x, y, "the cooldown did not end 30 s after the release");
+}

@@ -106,7 +106,9 @@ impl Record {
         }
         self.line = lines.line();
         // A quoted field is open while the number of quotes is odd (`""` escapes come in pairs).
-        while self.bytes.iter().filter(|&&b| b == b'"').count() % 2 == 1 {
+        while self.bytes.contains(&b'"')
+            && self.bytes.iter().filter(|&&b| b == b'"').count() % 2 == 1
+        {
             self.bytes.push(b'\n');
             if !lines.read_line(&mut self.bytes)? {
                 self.set_raw();
@@ -115,9 +117,13 @@ impl Record {
                 ));
             }
         }
-        self.set_raw();
-        if std::str::from_utf8(&self.bytes).is_err() {
-            return Err(RecordError::Malformed("not valid UTF-8"));
+        self.raw.clear();
+        match std::str::from_utf8(&self.bytes) {
+            Ok(text) => self.raw.push_str(text),
+            Err(_) => {
+                self.set_raw();
+                return Err(RecordError::Malformed("not valid UTF-8"));
+            }
         }
         self.split()
     }
@@ -132,6 +138,17 @@ impl Record {
         self.fields.clear();
         self.bounds.clear();
         let raw = self.raw.as_str();
+        if !raw.contains('"') {
+            // Fast path: no quoting, the fields are the raw text.
+            self.fields.push_str(raw);
+            let mut start = 0;
+            for (i, _) in raw.match_indices(',') {
+                self.bounds.push(start..i);
+                start = i + 1;
+            }
+            self.bounds.push(start..raw.len());
+            return Ok(true);
+        }
         let mut rest = raw;
         loop {
             let start = self.fields.len();
@@ -176,7 +193,10 @@ impl Record {
 
 /// Appends `field` to `out`, quoted when it holds a comma, a quote or a line break.
 pub(crate) fn push_field(out: &mut Vec<u8>, field: &str) {
-    if field.contains([',', '"', '\n', '\r']) {
+    if field
+        .bytes()
+        .any(|b| matches!(b, b',' | b'"' | b'\n' | b'\r'))
+    {
         out.push(b'"');
         for part in field.split('"').enumerate() {
             if part.0 > 0 {

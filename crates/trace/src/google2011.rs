@@ -26,7 +26,6 @@
 //! to the microsecond); reading stops at the first row at or after the end (tasks still running then
 //! stay alive in the output). Times stay absolute trace times (they are not shifted to 0).
 
-use std::collections::HashMap;
 use std::fmt;
 use std::io::{Read, Write};
 use std::ops::Range;
@@ -34,6 +33,7 @@ use std::path::Path;
 use std::str::FromStr;
 
 use cidrcast_core::model::{EventKind, Time, VmEvent};
+use hashbrown::HashMap;
 
 use crate::csvline::Lines;
 use crate::input::open_maybe_gz;
@@ -657,11 +657,9 @@ impl<'a, W: Write> Importer<'a, W> {
 fn split_fields(line: &[u8], fields: &mut Vec<Range<usize>>) {
     fields.clear();
     let mut start = 0;
-    for (i, &b) in line.iter().enumerate() {
-        if b == b',' {
-            fields.push(start..i);
-            start = i + 1;
-        }
+    while let Some(i) = line[start..].iter().position(|&b| b == b',') {
+        fields.push(start..start + i);
+        start += i + 1;
     }
     fields.push(start..line.len());
 }

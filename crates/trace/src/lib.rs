@@ -18,7 +18,9 @@ mod summary;
 mod writer;
 
 pub use error::{Result, TraceError};
-pub use google2011::{import_google2011_task_events, GroupBy, ImportOptions, ImportStats};
+pub use google2011::{
+    import_google2011_task_events, DeleteReasons, GroupBy, ImportOptions, ImportStats,
+};
 pub use reader::{read_all, ReadOptions, SkipCounts, TraceReader};
 pub use summary::{summarize, summarize_file, SubdivisionSummary, TraceSummary};
 pub use writer::TraceWriter;

@@ -1,10 +1,10 @@
 //! Streaming, validating reader of the canonical trace format.
 
-use std::collections::HashMap;
 use std::io::Read;
 use std::path::Path;
 
 use cidrcast_core::model::{EventKind, Time, VmEvent};
+use hashbrown::HashMap;
 
 use crate::csvline::{Lines, Record, RecordError};
 use crate::input::open_maybe_gz;
@@ -161,7 +161,12 @@ impl<R: Read> TraceReader<R> {
                 found: String::new(),
             });
         }
-        if !self.record.iter().eq(HEADER.iter().copied()) {
+        // A UTF-8 byte order mark (spreadsheet exports) is tolerated before the header.
+        let mut fields = self.record.iter();
+        let first = fields
+            .next()
+            .map(|f| f.strip_prefix('\u{feff}').unwrap_or(f));
+        if !first.into_iter().chain(fields).eq(HEADER.iter().copied()) {
             return Err(TraceError::Header {
                 file: self.name.clone(),
                 line: self.record_line(),
@@ -315,7 +320,7 @@ impl<R: Read> TraceReader<R> {
                 live.insert(vm_id.to_string(), Live { line, subdivision });
             }
             EventKind::Delete => {
-                let Some(l) = live.get(vm_id).copied() else {
+                let Some(l) = live.remove(vm_id) else {
                     return Err(TraceError::UnknownDelete {
                         file: name.clone(),
                         line,
@@ -323,6 +328,8 @@ impl<R: Read> TraceReader<R> {
                     });
                 };
                 if l.subdivision != subdivision {
+                    // The delete is refused: the vm stays alive where it was created.
+                    live.insert(vm_id.to_string(), l);
                     return Err(TraceError::SubdivisionMismatch {
                         file: name.clone(),
                         line,
@@ -332,7 +339,6 @@ impl<R: Read> TraceReader<R> {
                         created_line: l.line,
                     });
                 }
-                live.remove(vm_id);
             }
         }
         Ok(())

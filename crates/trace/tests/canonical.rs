@@ -561,3 +561,49 @@ fn summaries_count_per_subdivision_and_peak() {
     assert_eq!(streamed.subdivisions, s.subdivisions);
     assert_eq!(streamed.peak_alive, s.peak_alive);
 }
+
+#[test]
+fn malformed_csv_names_the_line() {
+    let h = HEADER_LINE;
+    let err = strict_error(&format!("{h}\n0,a,create,x,\n1,\"a\"b,create,y,\n"));
+    assert!(matches!(err, TraceError::Csv { line: 3, .. }), "{err:?}");
+    assert!(
+        err.to_string().starts_with("t.csv:3: malformed CSV"),
+        "{err}"
+    );
+    // A quote left open runs to the end of the input: reported where the row starts.
+    let err = strict_error(&format!(
+        "{h}\n0,a,create,x,\n1,\"a,create,y,\n2,a,create,z,\n"
+    ));
+    assert!(matches!(err, TraceError::Csv { line: 3, .. }), "{err:?}");
+    // Invalid UTF-8.
+    let mut bytes = format!("{h}\n0,a,create,x,\n").into_bytes();
+    bytes.extend_from_slice(b"1,\xff,create,y,\n");
+    let mut reader = TraceReader::new(&bytes[..], "t.csv", ReadOptions::STRICT);
+    assert!(reader.next().unwrap().is_ok());
+    let err = reader.next().unwrap().unwrap_err();
+    assert!(matches!(err, TraceError::Csv { line: 3, .. }), "{err:?}");
+    assert!(err.to_string().contains("UTF-8"), "{err}");
+}
+
+#[test]
+fn a_byte_order_mark_before_the_header_is_tolerated() {
+    let text = format!("\u{feff}{HEADER_LINE}\n0,a,create,x,\n");
+    let (events, err, _) = read_str(&text, ReadOptions::STRICT);
+    assert!(err.is_none(), "{err:?}");
+    assert_eq!(events.len(), 1);
+}
+
+#[test]
+fn bundled_demo_trace_is_valid() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../data/google2011/demo-events.csv.gz");
+    let s = summarize_file(&path, ReadOptions::STRICT).unwrap();
+    // The counts stated in data/google2011/README.md.
+    assert_eq!(
+        (s.events, s.creations, s.deletions),
+        (268_797, 190_389, 78_408)
+    );
+    assert_eq!(s.subdivisions.len(), 40);
+    assert_eq!(s.alive_at_end, 111_981);
+}

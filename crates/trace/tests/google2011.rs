@@ -5,6 +5,7 @@
 use std::collections::{HashMap, HashSet};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use cidrcast_core::model::{EventKind, VmEvent};
 use cidrcast_trace::google2011::TIMESTAMP_AFTER_TRACE;
@@ -50,34 +51,55 @@ struct Expected {
     machine_of: HashMap<String, String>,
 }
 
-fn expected_from_raw(path: &Path) -> Expected {
-    let mut text = String::new();
-    flate2::read::GzDecoder::new(std::fs::File::open(path).unwrap())
-        .read_to_string(&mut text)
-        .unwrap();
+/// The bundled part, gunzipped once.
+fn bundled_text() -> &'static str {
+    static TEXT: OnceLock<String> = OnceLock::new();
+    TEXT.get_or_init(|| {
+        let mut text = String::new();
+        flate2::read::GzDecoder::new(std::fs::File::open(bundled_part()).unwrap())
+            .read_to_string(&mut text)
+            .unwrap();
+        text
+    })
+}
+
+/// The first `n` rows of the bundled part, as a plain file in `dir` (the importer is slow-ish in
+/// debug builds; a slice keeps the tests fast).
+fn bundled_slice(dir: &Path, n: usize) -> (PathBuf, String) {
+    let text: String = bundled_text()
+        .lines()
+        .take(n)
+        .flat_map(|l| [l, "\n"])
+        .collect();
+    let path = dir.join("part-00001-head.csv");
+    std::fs::write(&path, &text).unwrap();
+    (path, text)
+}
+
+fn expected_from_raw(text: &str) -> Expected {
     let mut e = Expected::default();
-    let mut seen: HashSet<(String, String)> = HashSet::new();
-    let mut running: HashMap<(String, String), String> = HashMap::new();
-    let mut lives: HashMap<(String, String), u32> = HashMap::new();
+    let mut seen: HashSet<(&str, &str)> = HashSet::new();
+    let mut running: HashMap<(&str, &str), String> = HashMap::new();
+    let mut lives: HashMap<(&str, &str), u32> = HashMap::new();
     for line in text.lines() {
         let cols: Vec<&str> = line.split(',').collect();
         assert_eq!(cols.len(), 13, "{line}");
         e.rows += 1;
-        let task = (cols[2].to_string(), cols[3].to_string());
-        let known = !seen.insert(task.clone());
+        let task = (cols[2], cols[3]);
+        let known = !seen.insert(task);
         match cols[5] {
             "1" => {
                 e.schedules += 1;
-                if running.contains_key(&task) {
-                    e.duplicate_schedule += 1;
-                } else {
-                    let life = lives.entry(task.clone()).or_insert(0);
+                if let std::collections::hash_map::Entry::Vacant(slot) = running.entry(task) {
+                    let life = lives.entry(task).or_insert(0);
                     let vm = format!("{}-{}-{}", task.0, task.1, life);
                     *life += 1;
                     e.machine_of.insert(vm.clone(), cols[4].to_string());
                     e.users.insert(cols[6].to_string());
-                    running.insert(task, vm);
+                    slot.insert(vm);
                     e.creates += 1;
+                } else {
+                    e.duplicate_schedule += 1;
                 }
             }
             "2" | "3" | "4" | "5" | "6" => {
@@ -131,7 +153,7 @@ fn check_output(events: &[VmEvent]) -> (u64, u64, u64) {
 #[test]
 fn bundled_part_matches_an_independent_count() {
     let part = bundled_part();
-    let want = expected_from_raw(&part);
+    let want = expected_from_raw(bundled_text());
     // Sanity of the independent reading itself (the part starts mid-trace).
     assert_eq!(want.rows, 77_776);
     assert_eq!(want.schedules, 26_231);
@@ -181,8 +203,10 @@ fn bundled_part_matches_an_independent_count() {
 
 #[test]
 fn bundled_part_grouped_by_machine_and_job() {
-    let part = bundled_part();
-    let want = expected_from_raw(&part);
+    let dir = tempfile::tempdir().unwrap();
+    let (part, text) = bundled_slice(dir.path(), 20_000);
+    let want = expected_from_raw(&text);
+    assert_eq!(want.rows, 20_000);
 
     let opts = ImportOptions {
         group_by: GroupBy::Machine,
@@ -489,7 +513,7 @@ fn machine_grouping_needs_the_machine_of_a_schedule() {
         group_by: GroupBy::Machine,
         ..ImportOptions::default()
     };
-    let err = import(&[part.clone()], &opts).unwrap_err();
+    let err = import(std::slice::from_ref(&part), &opts).unwrap_err();
     assert!(err.to_string().contains("field `machine_id`"), "{err}");
     // Other groupings do not need it.
     assert!(import(&[part], &ImportOptions::default()).is_ok());
