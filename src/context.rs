@@ -79,9 +79,7 @@ pub fn open_engine(dir: &Path, config: &Config, explicit: bool) -> Result<Engine
         .into_iter()
         .cloned()
         .collect();
-    if explicit {
-        engine.ensure_config(&config.pools, &subs)?;
-    } else if engine.read(|ipam| ipam.pool_specs().is_empty())? {
+    if explicit || engine.read(|ipam| ipam.pool_specs().is_empty())? {
         engine.ensure_config(&config.pools, &subs)?;
     }
     Ok(engine)

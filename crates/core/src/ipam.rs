@@ -705,7 +705,7 @@ impl Ipam {
     }
 
     /// Makes sure `sub` has a home block in `pool`; false when no space is left anywhere.
-    fn ensure_home(&mut self, sub: SubId, pool: PoolId, now: Time) -> bool {
+    fn ensure_home(&mut self, sub: SubId, pool: PoolId) -> bool {
         if self.home_block(sub, pool).is_some() {
             return true;
         }
@@ -714,7 +714,7 @@ impl Ipam {
         let parent = self.sub(sub).parent;
         let mut placed: Option<Block> = None;
         if let Some(p) = parent {
-            if self.ensure_home(p, pool, now) {
+            if self.ensure_home(p, pool) {
                 'outer: for order in (shard_order..=floor).rev() {
                     loop {
                         let arena = self.home_arena_mut(p, pool).expect("parent home");
@@ -722,7 +722,7 @@ impl Ipam {
                             placed = Some(Block { base, order });
                             break 'outer;
                         }
-                        if !self.grow_home(p, pool, now) {
+                        if !self.grow_home(p, pool) {
                             break;
                         }
                     }
@@ -765,7 +765,7 @@ impl Ipam {
     }
 
     /// Doubles `sub`'s home block by claiming its buddy; false when the buddy is taken.
-    fn grow_home(&mut self, sub: SubId, pool: PoolId, now: Time) -> bool {
+    fn grow_home(&mut self, sub: SubId, pool: PoolId) -> bool {
         let Some(home) = self.home_block(sub, pool) else {
             return false;
         };
@@ -777,7 +777,7 @@ impl Ipam {
         let owner = parent.and_then(|p| self.owner_of(p, pool, home));
         if let Some(o) = owner {
             let container = self.home_block(o, pool).expect("owner home");
-            if container.order == home.order && !self.grow_home(o, pool, now) {
+            if container.order == home.order && !self.grow_home(o, pool) {
                 return false;
             }
         }
@@ -805,11 +805,12 @@ impl Ipam {
             let mut cur = Some(sub);
             while let Some(s) = cur {
                 let mut changed = false;
-                loop {
-                    let Some(sp) = self.sub_mut(s).per_pool.get_mut(&pool) else {
-                        break;
-                    };
-                    let Some(home) = sp.home.as_mut() else { break };
+                while let Some(home) = self
+                    .sub_mut(s)
+                    .per_pool
+                    .get_mut(&pool)
+                    .and_then(|sp| sp.home.as_mut())
+                {
                     let floor = home.floor;
                     let Some(half) = home.arena.halve(floor) else {
                         break;
@@ -826,14 +827,9 @@ impl Ipam {
     }
 
     /// Finds a place for a new shard of `sub`: home block, grown home block, then borrowed.
-    fn place_shard(
-        &mut self,
-        sub: SubId,
-        pool: PoolId,
-        now: Time,
-    ) -> Result<(Block, bool), CoreError> {
+    fn place_shard(&mut self, sub: SubId, pool: PoolId) -> Result<(Block, bool), CoreError> {
         let order = self.pool(pool).shard_order;
-        if self.ensure_home(sub, pool, now) {
+        if self.ensure_home(sub, pool) {
             loop {
                 if let Some(base) = self
                     .home_arena_mut(sub, pool)
@@ -841,7 +837,7 @@ impl Ipam {
                 {
                     return Ok((Block { base, order }, false));
                 }
-                if !self.grow_home(sub, pool, now) {
+                if !self.grow_home(sub, pool) {
                     break;
                 }
             }
@@ -973,7 +969,7 @@ impl Ipam {
                 });
             }
         }
-        let (block, borrowed) = self.place_shard(sub, pool, now)?;
+        let (block, borrowed) = self.place_shard(sub, pool)?;
         let addrs = self.new_addrset(pool, block);
         let id = self.insert_shard(Shard {
             pool,
@@ -1363,10 +1359,7 @@ impl Ipam {
     pub fn expire(&mut self, now: Time) {
         let now = self.tick(now);
         for pid in 0..self.pools.len() {
-            loop {
-                let Some(pool) = self.pools[pid].as_mut() else {
-                    break;
-                };
+            while let Some(pool) = self.pools[pid].as_mut() {
                 match pool.cooling.front() {
                     Some(&(addr, until)) if until <= now => {
                         pool.cooling.pop_front();

@@ -143,7 +143,7 @@ pub fn min_cover(family: Family, blocks: impl IntoIterator<Item = Block>) -> Vec
             let lo = stack[stack.len() - 2];
             let mergeable = lo.order == hi.order
                 && lo.order < family.bits()
-                && lo.base % size_of_order(lo.order + 1) == 0
+                && lo.base.is_multiple_of(size_of_order(lo.order + 1))
                 && hi.base == lo.base + lo.size();
             if !mergeable {
                 break;
