@@ -1,5 +1,9 @@
 //! The addresses of one shard: a bitmap of used offsets, dense for small shards and sparse (only
 //! non-empty words) for large ones, so a /64 shard costs memory in proportion to its leases.
+//!
+//! Finding the lowest free offset: a dense bitmap keeps a summary bitmap of its full words (one bit
+//! a word), so it scans at most 16 summary words; a sparse one keeps the runs of full words in an
+//! interval map, so the first non-full word is one lookup away however many words are full.
 
 use std::collections::BTreeMap;
 
@@ -8,8 +12,50 @@ const DENSE_MAX_ORDER: u8 = 16;
 
 #[derive(Clone, Debug)]
 enum Words {
-    Dense(Vec<u64>),
-    Sparse(BTreeMap<u64, u64>),
+    /// The words, and a summary with bit `w` set when word `w` is full.
+    Dense { words: Vec<u64>, summary: Vec<u64> },
+    /// Non-zero words, and the maximal runs of full words (start -> end, exclusive).
+    Sparse {
+        words: BTreeMap<u64, u64>,
+        full: BTreeMap<u64, u64>,
+    },
+}
+
+/// The end of the run of full words that contains `w`, if any.
+fn run_end(full: &BTreeMap<u64, u64>, w: u64) -> Option<u64> {
+    full.range(..=w)
+        .next_back()
+        .and_then(|(_, &end)| (w < end).then_some(end))
+}
+
+fn run_insert(full: &mut BTreeMap<u64, u64>, w: u64) {
+    let mut start = w;
+    let mut end = w + 1;
+    if let Some((&a, &b)) = full.range(..w).next_back() {
+        if b == w {
+            start = a;
+        }
+    }
+    if let Some(b) = full.remove(&(w + 1)) {
+        end = b;
+    }
+    full.insert(start, end);
+}
+
+fn run_remove(full: &mut BTreeMap<u64, u64>, w: u64) {
+    let Some((&a, &b)) = full.range(..=w).next_back() else {
+        return;
+    };
+    if w >= b {
+        return;
+    }
+    full.remove(&a);
+    if a < w {
+        full.insert(a, w);
+    }
+    if w + 1 < b {
+        full.insert(w + 1, b);
+    }
 }
 
 /// Used offsets of a shard, allocatable in `[lo, hi)`.
@@ -19,8 +65,6 @@ pub struct AddrSet {
     lo: u64,
     hi: u64,
     used: u64,
-    /// Every offset in `[lo, hint * 64)` is used.
-    hint: u64,
 }
 
 impl AddrSet {
@@ -28,16 +72,22 @@ impl AddrSet {
     pub fn new(order: u8, lo: u64, hi: u64) -> Self {
         assert!(order <= 64, "shards above 2^64 addresses are not supported");
         let words = if order <= DENSE_MAX_ORDER {
-            Words::Dense(vec![0; (1usize << order).div_ceil(64)])
+            let n = (1usize << order).div_ceil(64);
+            Words::Dense {
+                words: vec![0; n],
+                summary: vec![0; n.div_ceil(64)],
+            }
         } else {
-            Words::Sparse(BTreeMap::new())
+            Words::Sparse {
+                words: BTreeMap::new(),
+                full: BTreeMap::new(),
+            }
         };
         AddrSet {
             words,
             lo,
             hi,
             used: 0,
-            hint: lo / 64,
         }
     }
 
@@ -58,8 +108,8 @@ impl AddrSet {
 
     fn raw(&self, w: u64) -> u64 {
         match &self.words {
-            Words::Dense(v) => v[w as usize],
-            Words::Sparse(m) => m.get(&w).copied().unwrap_or(0),
+            Words::Dense { words, .. } => words[w as usize],
+            Words::Sparse { words, .. } => words.get(&w).copied().unwrap_or(0),
         }
     }
 
@@ -88,36 +138,55 @@ impl AddrSet {
     pub fn insert(&mut self, off: u64) -> bool {
         debug_assert!(off >= self.lo && off < self.hi);
         let (w, bit) = (off / 64, 1u64 << (off % 64));
-        let word = match &mut self.words {
-            Words::Dense(v) => &mut v[w as usize],
-            Words::Sparse(m) => m.entry(w).or_insert(0),
-        };
-        if *word & bit != 0 {
-            return false;
+        let outside = self.outside(w);
+        match &mut self.words {
+            Words::Dense { words, summary } => {
+                let word = &mut words[w as usize];
+                if *word & bit != 0 {
+                    return false;
+                }
+                *word |= bit;
+                if *word | outside == !0 {
+                    summary[(w / 64) as usize] |= 1u64 << (w % 64);
+                }
+            }
+            Words::Sparse { words, full } => {
+                let word = words.entry(w).or_insert(0);
+                if *word & bit != 0 {
+                    return false;
+                }
+                *word |= bit;
+                if *word | outside == !0 {
+                    run_insert(full, w);
+                }
+            }
         }
-        *word |= bit;
         self.used += 1;
-        while self.hint * 64 < self.hi && self.raw(self.hint) | self.outside(self.hint) == !0 {
-            self.hint += 1;
-        }
         true
     }
 
     /// Marks `off` free; returns false if it already was.
     pub fn remove(&mut self, off: u64) -> bool {
         let (w, bit) = (off / 64, 1u64 << (off % 64));
+        let outside = self.outside(w);
         let present = match &mut self.words {
-            Words::Dense(v) => {
-                let word = &mut v[w as usize];
+            Words::Dense { words, summary } => {
+                let word = &mut words[w as usize];
                 let had = *word & bit != 0;
                 *word &= !bit;
+                if had {
+                    summary[(w / 64) as usize] &= !(1u64 << (w % 64));
+                }
                 had
             }
-            Words::Sparse(m) => match m.get_mut(&w) {
+            Words::Sparse { words, full } => match words.get_mut(&w) {
                 Some(word) if *word & bit != 0 => {
+                    if *word | outside == !0 {
+                        run_remove(full, w);
+                    }
                     *word &= !bit;
                     if *word == 0 {
-                        m.remove(&w);
+                        words.remove(&w);
                     }
                     true
                 }
@@ -126,7 +195,6 @@ impl AddrSet {
         };
         if present {
             self.used -= 1;
-            self.hint = self.hint.min(w);
         }
         present
     }
@@ -139,22 +207,32 @@ impl AddrSet {
         };
         let last_word = (self.hi - 1) / 64;
         match &self.words {
-            Words::Dense(v) => (self.hint..=last_word).find_map(|w| first_free(w, v[w as usize])),
-            Words::Sparse(m) => {
-                let mut expected = self.hint;
-                for (&w, &raw) in m.range(self.hint..) {
-                    if w > expected {
+            Words::Dense { words, summary } => {
+                let start = self.lo / 64;
+                let mut w = None;
+                for (i, &sum) in summary.iter().enumerate().skip((start / 64) as usize) {
+                    let base = i as u64 * 64;
+                    let below = if base < start {
+                        (1u64 << (start - base)) - 1
+                    } else {
+                        0
+                    };
+                    let bits = sum | below;
+                    if bits != !0 {
+                        w = Some(base + u64::from(bits.trailing_ones()));
                         break;
                     }
-                    if let Some(off) = first_free(w, raw) {
-                        return Some(off);
-                    }
-                    expected = w + 1;
                 }
-                if expected > last_word {
+                let w = w.filter(|&w| w <= last_word)?;
+                first_free(w, words[w as usize])
+            }
+            Words::Sparse { words, full } => {
+                let start = self.lo / 64;
+                let w = run_end(full, start).unwrap_or(start);
+                if w > last_word {
                     return None;
                 }
-                first_free(expected, 0)
+                first_free(w, words.get(&w).copied().unwrap_or(0))
             }
         }
         .filter(|&off| off < self.hi)
@@ -201,5 +279,34 @@ mod tests {
         }
         s.insert(200);
         assert_eq!(s.lowest_free(), Some(64));
+    }
+
+    /// The sparse and dense forms agree with a plain set on random insert/remove sequences.
+    #[test]
+    fn sparse_and_dense_agree_with_a_model() {
+        let mut state = 0x9e3779b97f4a7c15u64;
+        let mut rnd = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for (order, lo, hi) in [(12u8, 3u64, 4090u64), (20, 5, 4000), (64, 1, 5000)] {
+            let mut s = AddrSet::new(order, lo, hi);
+            let mut model = std::collections::BTreeSet::new();
+            for _ in 0..4_000 {
+                if rnd() % 3 == 0 && !model.is_empty() {
+                    let k = *model.iter().nth((rnd() as usize) % model.len()).unwrap();
+                    assert!(s.remove(k));
+                    model.remove(&k);
+                } else if let Some(off) = s.lowest_free() {
+                    let expect = (lo..hi).find(|o| !model.contains(o));
+                    assert_eq!(Some(off), expect, "order {order}");
+                    assert!(s.insert(off));
+                    model.insert(off);
+                }
+                assert_eq!(s.used(), model.len() as u64);
+            }
+        }
     }
 }
