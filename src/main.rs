@@ -345,8 +345,18 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            // One line: the error and its causes.
-            let chain: Vec<String> = e.chain().map(|c| c.to_string()).collect();
+            // One line: the first line of the error and of each cause.
+            let chain: Vec<String> = e
+                .chain()
+                .map(|c| {
+                    c.to_string()
+                        .lines()
+                        .next()
+                        .unwrap_or_default()
+                        .trim()
+                        .to_string()
+                })
+                .collect();
             let mut line = String::new();
             for c in chain {
                 if !line.contains(&c) {
@@ -356,7 +366,7 @@ fn main() -> ExitCode {
                     line.push_str(&c);
                 }
             }
-            eprintln!("error: {}", line.replace('\n', " "));
+            eprintln!("error: {line}");
             ExitCode::FAILURE
         }
     }

@@ -245,6 +245,11 @@ pub fn demo(ctx: &Ctx, data_explicit: bool, args: DemoArgs) -> Result<()> {
     }
     let usable_end: u128 = pool_infos.iter().map(|p| p.usable_in_shards).sum();
     let leases_end: u64 = pool_infos.iter().map(|p| p.leases).sum();
+    let utilisation_end = if usable_end > 0 {
+        leases_end as f64 / usable_end as f64
+    } else {
+        0.0
+    };
     let mut top: Vec<SubRow> = stats.into_values().collect();
     top.sort_by(|a, b| {
         b.creations
@@ -275,13 +280,10 @@ pub fn demo(ctx: &Ctx, data_explicit: bool, args: DemoArgs) -> Result<()> {
         mean_utilisation: if util_time > 0.0 {
             util_weighted / util_time
         } else {
-            0.0
+            // A single batch has no time span to weigh over: its state is the mean.
+            utilisation_end
         },
-        utilisation_at_end: if usable_end > 0 {
-            leases_end as f64 / usable_end as f64
-        } else {
-            0.0
-        },
+        utilisation_at_end: utilisation_end,
         routes_mean: if subs.is_empty() {
             0.0
         } else {

@@ -394,7 +394,7 @@ impl Ipam {
         if spec.name.is_empty() {
             return Err(invalid_pool("", "the name is empty"));
         }
-        require_network(&spec.prefix)?;
+        require_network(&spec.prefix).map_err(|e| invalid_pool(&spec.name, e.to_string()))?;
         let family = Family::of(&spec.prefix);
         let bits = family.bits();
         let len = spec.prefix.prefix_len();
@@ -1200,6 +1200,70 @@ impl Ipam {
         self.leases.swap_remove(idx)
     }
 
+    fn ready_shard(&self, sub: SubId, pool: PoolId) -> Option<ShardId> {
+        self.sub(sub)
+            .per_pool
+            .get(&pool)
+            .and_then(|sp| sp.with_room.first().map(|b| sp.shards[b]))
+    }
+
+    /// The pools a subdivision draws from, in order of preference: its list, or every pool by name.
+    fn candidate_pools(&self, sub: SubId) -> Vec<PoolId> {
+        let spec = &self.sub(sub).spec;
+        if spec.pools.is_empty() {
+            let mut all: Vec<(&String, PoolId)> =
+                self.pool_ix.iter().map(|(n, &i)| (n, i)).collect();
+            all.sort();
+            all.into_iter().map(|(_, i)| i).collect()
+        } else {
+            spec.pools
+                .iter()
+                .filter_map(|p| self.pool_ix.get(p).copied())
+                .collect()
+        }
+    }
+
+    /// A shard to allocate from among `pools` (in order of preference): an active shard with room,
+    /// else a reserved shard (activated), else a newly claimed one in the first pool with space.
+    /// When no pool has space, the error of the first pool; nothing changes then.
+    fn pick_shard(
+        &mut self,
+        sub: SubId,
+        pools: &[PoolId],
+        now: Time,
+    ) -> Result<(ShardId, AllocPath), CoreError> {
+        if let Some(id) = pools.iter().find_map(|&p| self.ready_shard(sub, p)) {
+            return Ok((id, AllocPath::Ready));
+        }
+        let reserved = pools.iter().find_map(|p| {
+            self.sub(sub).per_pool.get(p).and_then(|sp| {
+                sp.shards
+                    .values()
+                    .copied()
+                    .find(|&id| self.shard(id).state == ShardState::Reserved)
+            })
+        });
+        if let Some(id) = reserved {
+            self.set_state(id, ShardState::Active, Reason::Miss, now);
+            return Ok((id, AllocPath::ActivatedReserved));
+        }
+        let mut first_err = None;
+        for &p in pools {
+            match self.claim_in(sub, p, Reason::Miss, now) {
+                Ok(id) => {
+                    self.set_state(id, ShardState::Active, Reason::Miss, now);
+                    return Ok((id, AllocPath::ClaimedShard));
+                }
+                Err(e @ (CoreError::PoolExhausted { .. } | CoreError::MaxShards { .. })) => {
+                    first_err.get_or_insert(e);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(first_err
+            .unwrap_or_else(|| invalid_sub(&self.sub(sub).spec.name, "no pool to draw from")))
+    }
+
     /// Allocates an address for `vm_id` in `subdivision` (idempotent: a retry returns the same
     /// lease). Serves from the lowest active shard with room; else activates a reserved shard; else
     /// claims one on the spot (slow path).
@@ -1214,6 +1278,7 @@ impl Ipam {
         validate_vm_id(vm_id)?;
         let now = self.tick(now);
         let sub = self.sub_id(subdivision)?;
+        let explicit_pool = pool;
         let pool = self.choose_pool(sub, pool)?;
         self.expire(now);
         if let Some(idx) = self.find_lease(vm_id) {
@@ -1231,30 +1296,15 @@ impl Ipam {
                 path: AllocPath::Existing,
             });
         }
-        let ready = self
-            .sub(sub)
-            .per_pool
-            .get(&pool)
-            .and_then(|sp| sp.with_room.first().map(|b| sp.shards[b]));
-        let (shard, path) = match ready {
-            Some(id) => (id, AllocPath::Ready),
-            None => {
-                let reserved = self.sub(sub).per_pool.get(&pool).and_then(|sp| {
-                    sp.shards
-                        .values()
-                        .copied()
-                        .find(|&id| self.shard(id).state == ShardState::Reserved)
-                });
-                match reserved {
-                    Some(id) => {
-                        self.set_state(id, ShardState::Active, Reason::Miss, now);
-                        (id, AllocPath::ActivatedReserved)
-                    }
-                    None => {
-                        let id = self.claim_in(sub, pool, Reason::Miss, now)?;
-                        self.set_state(id, ShardState::Active, Reason::Miss, now);
-                        (id, AllocPath::ClaimedShard)
-                    }
+        let (shard, path) = if explicit_pool.is_some() {
+            self.pick_shard(sub, &[pool], now)?
+        } else {
+            let ready = self.ready_shard(sub, pool);
+            match ready {
+                Some(id) => (id, AllocPath::Ready),
+                None => {
+                    let candidates = self.candidate_pools(sub);
+                    self.pick_shard(sub, &candidates, now)?
                 }
             }
         };

@@ -411,3 +411,40 @@ fn snapshot_round_trip_rebuilds_the_same_state() {
         assert_eq!(x, y);
     }
 }
+
+#[test]
+fn allocation_falls_through_to_the_next_pool_with_space() {
+    let mut ipam = Ipam::new(Settings::default());
+    ipam.add_pool(pool("tiny", "192.168.0.0/30", 30)).unwrap();
+    ipam.add_pool(pool("v4", "10.0.0.0/16", 26)).unwrap();
+    let mut s = sub("s");
+    s.pools = vec!["tiny".into(), "v4".into()];
+    ipam.add_subdivision(s).unwrap();
+    ipam.add_subdivision(sub("every")).unwrap();
+    let mut got = vec![];
+    for i in 0..6 {
+        got.push(
+            ipam.allocate("s", &format!("v{i}"), None, None, 0.0)
+                .unwrap()
+                .address,
+        );
+    }
+    assert_eq!(got[0], ip("192.168.0.0"));
+    assert_eq!(got[3], ip("192.168.0.3"));
+    assert_eq!(
+        got[4],
+        ip("10.0.0.0"),
+        "did not fall through to the next pool"
+    );
+    // A subdivision drawing from every pool keeps using the pool it has room in.
+    let a = ipam.allocate("every", "e0", None, None, 0.0).unwrap();
+    assert!(net("10.0.0.0/16").contains(&a.address), "{}", a.address);
+    let b = ipam.allocate("every", "e1", None, None, 0.0).unwrap();
+    assert_eq!(b.shard, a.shard);
+    // An explicit pool is honoured, and its exhaustion is reported for that pool.
+    let e = ipam
+        .allocate("s", "x", None, Some("tiny"), 0.0)
+        .unwrap_err();
+    assert!(e.to_string().starts_with("pool `tiny` is exhausted"), "{e}");
+    ipam.check_invariants().unwrap();
+}

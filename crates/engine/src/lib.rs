@@ -35,12 +35,12 @@ pub enum EngineError {
     #[error("the engine is unavailable after a failed commit and a failed reload: {0}")]
     Unavailable(String),
     /// A pool or subdivision of the configuration differs from the stored one.
-    #[error("{kind} `{name}` in the configuration differs from the stored one (stored: {stored}; configured: {configured}); change it through the CLI or API, or fix the configuration")]
+    #[error("{kind} `{name}` in the configuration differs from the stored one ({differences}); change it through the CLI or API, or fix the configuration")]
     ConfigMismatch {
         kind: &'static str,
         name: String,
-        stored: String,
-        configured: String,
+        /// `field: stored X, configured Y` for each differing field.
+        differences: String,
     },
 }
 
@@ -250,8 +250,7 @@ impl<S: Store> Engine<S> {
                     return Err(EngineError::ConfigMismatch {
                         kind: "pool",
                         name: p.name.clone(),
-                        stored: format!("{s:?}"),
-                        configured: format!("{p:?}"),
+                        differences: differences(s, p),
                     });
                 }
             }
@@ -262,8 +261,7 @@ impl<S: Store> Engine<S> {
                     return Err(EngineError::ConfigMismatch {
                         kind: "subdivision",
                         name: d.name.clone(),
-                        stored: format!("{s:?}"),
-                        configured: format!("{d:?}"),
+                        differences: differences(s, d),
                     });
                 }
             }
@@ -294,6 +292,31 @@ impl<S: Store> Engine<S> {
             Ok(())
         })
     }
+}
+
+/// `field: stored X, configured Y` for every top-level field that differs.
+fn differences<T: serde::Serialize>(stored: &T, configured: &T) -> String {
+    let (Ok(serde_json::Value::Object(a)), Ok(serde_json::Value::Object(b))) = (
+        serde_json::to_value(stored),
+        serde_json::to_value(configured),
+    ) else {
+        return "they differ".into();
+    };
+    let mut keys: Vec<&String> = a.keys().chain(b.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    let none = serde_json::Value::Null;
+    keys.into_iter()
+        .filter(|k| a.get(*k) != b.get(*k))
+        .map(|k| {
+            format!(
+                "{k}: stored {}, configured {}",
+                a.get(k).unwrap_or(&none),
+                b.get(k).unwrap_or(&none)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// Subdivisions ordered so that a parent comes before its children (unknown parents last, where
