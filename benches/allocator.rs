@@ -19,23 +19,11 @@ const IDS: usize = 1 << 20;
 fn setup(prefix: &str, shard: u8, cooldown_s: f64) -> (Ipam, Vec<String>) {
     let mut ipam = Ipam::new(Settings { cooldown_s });
     ipam.set_journaling(false);
-    ipam.add_pool(PoolSpec {
-        name: "p".into(),
-        prefix: prefix.parse().unwrap(),
-        shard_prefix_len: shard,
-        vrf: "default".into(),
-        reserved: vec![],
-        reserve_first: 0,
-        reserve_last: 0,
-    })
-    .unwrap();
+    ipam.add_pool(PoolSpec::new("p", prefix.parse().unwrap(), shard))
+        .unwrap();
     ipam.add_subdivision(SubdivisionSpec {
-        name: "rack".into(),
-        parent: None,
-        pools: vec![],
-        max_shards: None,
         home_shards: Some(256),
-        routers: vec![],
+        ..SubdivisionSpec::new("rack")
     })
     .unwrap();
     let ids = (0..IDS).map(|i| format!("vm-{i:08}")).collect();

@@ -21,22 +21,10 @@ fn engine(dir: &std::path::Path) -> Engine<RedbStore> {
     let engine = Engine::open(RedbStore::open(dir).unwrap(), Settings::default()).unwrap();
     engine
         .ensure_config(
-            &[PoolSpec {
-                name: "v4".into(),
-                prefix: "10.0.0.0/8".parse().unwrap(),
-                shard_prefix_len: 26,
-                vrf: "default".into(),
-                reserved: vec![],
-                reserve_first: 0,
-                reserve_last: 0,
-            }],
+            &[PoolSpec::new("v4", "10.0.0.0/8".parse().unwrap(), 26)],
             &[SubdivisionSpec {
-                name: "rack".into(),
-                parent: None,
-                pools: vec![],
-                max_shards: None,
                 home_shards: Some(64),
-                routers: vec![],
+                ..SubdivisionSpec::new("rack")
             }],
         )
         .unwrap();

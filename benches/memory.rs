@@ -32,24 +32,12 @@ fn main() {
     let base = rss();
     let mut ipam = Ipam::new(Settings::default());
     ipam.set_journaling(false);
-    ipam.add_pool(PoolSpec {
-        name: "v4".into(),
-        prefix: "10.0.0.0/8".parse().unwrap(),
-        shard_prefix_len: 26,
-        vrf: "default".into(),
-        reserved: vec![],
-        reserve_first: 0,
-        reserve_last: 0,
-    })
-    .unwrap();
+    ipam.add_pool(PoolSpec::new("v4", "10.0.0.0/8".parse().unwrap(), 26))
+        .unwrap();
     for n in &names {
         ipam.add_subdivision(SubdivisionSpec {
-            name: n.clone(),
-            parent: None,
-            pools: vec![],
-            max_shards: None,
             home_shards: Some(16),
-            routers: vec![],
+            ..SubdivisionSpec::new(n)
         })
         .unwrap();
     }

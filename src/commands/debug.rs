@@ -12,14 +12,7 @@ pub fn alloc_loop(ctx: &Ctx, subdivision: &str, threads: usize, count: u64) -> R
     let has = engine.read(|ipam| ipam.has_subdivision(subdivision))?;
     if !has {
         engine.execute_untimed(|ipam| {
-            ipam.add_subdivision(cidrcast_core::model::SubdivisionSpec {
-                name: subdivision.to_string(),
-                parent: None,
-                pools: vec![],
-                max_shards: None,
-                home_shards: None,
-                routers: vec![],
-            })
+            ipam.add_subdivision(cidrcast_core::model::SubdivisionSpec::new(subdivision))
         })?;
     }
     let pid = std::process::id();

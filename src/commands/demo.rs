@@ -128,12 +128,8 @@ pub fn demo(ctx: &Ctx, data_explicit: bool, args: DemoArgs) -> Result<()> {
         for name in &order {
             if !ipam.has_subdivision(name) {
                 ipam.add_subdivision(SubdivisionSpec {
-                    name: name.clone(),
-                    parent: None,
                     pools: vec![pool.clone()],
-                    max_shards: None,
-                    home_shards: None,
-                    routers: vec![],
+                    ..SubdivisionSpec::new(name)
                 })?;
             }
         }

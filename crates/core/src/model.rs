@@ -45,6 +45,35 @@ pub fn default_vrf() -> String {
     "default".to_string()
 }
 
+impl PoolSpec {
+    /// A pool in the default VRF with no reserved ranges or addresses.
+    pub fn new(name: &str, prefix: IpNet, shard_prefix_len: u8) -> Self {
+        PoolSpec {
+            name: name.to_string(),
+            prefix,
+            shard_prefix_len,
+            vrf: default_vrf(),
+            reserved: Vec::new(),
+            reserve_first: 0,
+            reserve_last: 0,
+        }
+    }
+}
+
+impl SubdivisionSpec {
+    /// A top-level subdivision drawing from every pool, with no limits.
+    pub fn new(name: &str) -> Self {
+        SubdivisionSpec {
+            name: name.to_string(),
+            parent: None,
+            pools: Vec::new(),
+            max_shards: None,
+            home_shards: None,
+            routers: Vec::new(),
+        }
+    }
+}
+
 /// A named place that runs VMs (region, zone, rack, host group, tenant network).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

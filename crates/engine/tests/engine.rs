@@ -8,26 +8,11 @@ use cidrcast_engine::{Engine, EngineError};
 use cidrcast_store::{MemoryStore, RedbStore, Store};
 
 fn pool() -> PoolSpec {
-    PoolSpec {
-        name: "v4".into(),
-        prefix: "10.0.0.0/16".parse().unwrap(),
-        shard_prefix_len: 26,
-        vrf: "default".into(),
-        reserved: vec![],
-        reserve_first: 0,
-        reserve_last: 0,
-    }
+    PoolSpec::new("v4", "10.0.0.0/16".parse().unwrap(), 26)
 }
 
 fn sub(name: &str) -> SubdivisionSpec {
-    SubdivisionSpec {
-        name: name.into(),
-        parent: None,
-        pools: vec![],
-        max_shards: None,
-        home_shards: None,
-        routers: vec![],
-    }
+    SubdivisionSpec::new(name)
 }
 
 #[test]

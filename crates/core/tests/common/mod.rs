@@ -6,26 +6,11 @@ use std::collections::BTreeMap;
 use cidrcast_core::model::{Change, PoolSpec, Snapshot, SubdivisionSpec};
 
 pub fn pool(name: &str, prefix: &str, shard: u8) -> PoolSpec {
-    PoolSpec {
-        name: name.into(),
-        prefix: prefix.parse().unwrap(),
-        shard_prefix_len: shard,
-        vrf: "default".into(),
-        reserved: vec![],
-        reserve_first: 0,
-        reserve_last: 0,
-    }
+    PoolSpec::new(name, prefix.parse().unwrap(), shard)
 }
 
 pub fn sub(name: &str) -> SubdivisionSpec {
-    SubdivisionSpec {
-        name: name.into(),
-        parent: None,
-        pools: vec![],
-        max_shards: None,
-        home_shards: None,
-        routers: vec![],
-    }
+    SubdivisionSpec::new(name)
 }
 
 /// Applies journaled changes to keyed maps, as a store would, independently of the allocator.
