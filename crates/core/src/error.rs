@@ -75,6 +75,8 @@ pub enum CoreError {
     ShardBusy { prefix: IpNet, leases: u64 },
     #[error("shard {prefix} has {cooling} address(es) in their release cooldown; drain it and it is released when they expire")]
     ShardCooling { prefix: IpNet, cooling: u64 },
+    #[error("limit reached: {0}")]
+    Limit(String),
     #[error("inconsistent stored state: {0}")]
     Corrupt(String),
 }

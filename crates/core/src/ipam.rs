@@ -194,14 +194,46 @@ struct Shard {
     leases: u64,
 }
 
+/// Live shards at most (shard ids are 24 bits in a lease).
+pub const MAX_LIVE_SHARDS: usize = 1 << 24;
+/// Distinct application profiles at most (8 bits in a lease).
+pub const MAX_PROFILES: usize = 255;
+/// Addresses one shard hands out at most (offsets are 32 bits in a lease): a /64 shard leases its
+/// first 2^32 addresses.
+pub const MAX_SHARD_ADDRESSES: u64 = 1 << 32;
+
+/// A live lease, packed to 40 bytes: a million of them fit in about 40 MiB.
 #[derive(Clone, Debug)]
 struct Lease {
     vm: CompactString,
-    shard: ShardId,
-    offset: u64,
-    /// 0 = none, else index + 1 into `profiles`.
-    profile: u16,
     created: Time,
+    /// Shard id (low 24 bits) and profile (high 8 bits: 0 = none, else index + 1 into `profiles`).
+    shard_profile: u32,
+    offset: u32,
+}
+
+impl Lease {
+    fn new(vm: &str, shard: ShardId, offset: u64, profile: u8, created: Time) -> Lease {
+        debug_assert!((shard as usize) < MAX_LIVE_SHARDS && offset < MAX_SHARD_ADDRESSES);
+        Lease {
+            vm: CompactString::from(vm),
+            created,
+            shard_profile: shard | (u32::from(profile) << 24),
+            offset: offset as u32,
+        }
+    }
+
+    fn shard(&self) -> ShardId {
+        self.shard_profile & 0x00ff_ffff
+    }
+
+    fn profile(&self) -> u8 {
+        (self.shard_profile >> 24) as u8
+    }
+
+    fn offset(&self) -> u64 {
+        u64::from(self.offset)
+    }
 }
 
 /// The allocator state. See the module documentation.
@@ -909,7 +941,8 @@ impl Ipam {
         let p = self.pool(pool);
         let size = size_of_order(block.order);
         let lo = u64::from(p.spec.reserve_first);
-        let hi = (size - u128::from(p.spec.reserve_last)).min(u128::from(u64::MAX)) as u64;
+        let hi =
+            (size - u128::from(p.spec.reserve_last)).min(u128::from(MAX_SHARD_ADDRESSES)) as u64;
         // Free space holds no cooling address: a shard is only freed once its cooldowns ended.
         AddrSet::new(block.order, lo, hi)
     }
@@ -968,6 +1001,11 @@ impl Ipam {
                     max,
                 });
             }
+        }
+        if self.free_shard_ids.is_empty() && self.shards.len() >= MAX_LIVE_SHARDS {
+            return Err(CoreError::Limit(format!(
+                "{MAX_LIVE_SHARDS} shards are claimed; release some before claiming more"
+            )));
         }
         let (block, borrowed) = self.place_shard(sub, pool)?;
         let addrs = self.new_addrset(pool, block);
@@ -1151,26 +1189,32 @@ impl Ipam {
 
     fn lease_record(&self, idx: usize) -> LeaseRecord {
         let l = &self.leases[idx];
-        let s = self.shard(l.shard);
+        let s = self.shard(l.shard());
         let pool = self.pool(s.pool);
         LeaseRecord {
             vm_id: l.vm.to_string(),
             subdivision: self.sub(s.sub).spec.name.clone(),
             pool: pool.spec.name.clone(),
-            address: u128_to_addr(pool.family, s.block.base + u128::from(l.offset)),
+            address: u128_to_addr(pool.family, s.block.base + u128::from(l.offset())),
             shard: s.block.to_net(pool.family),
-            profile: (l.profile > 0).then(|| self.profiles[l.profile as usize - 1].to_string()),
+            profile: (l.profile() > 0).then(|| self.profiles[l.profile() as usize - 1].to_string()),
             created: l.created,
         }
     }
 
-    fn intern_profile(&mut self, profile: Option<&str>) -> u16 {
-        let Some(p) = profile else { return 0 };
+    fn intern_profile(&mut self, profile: Option<&str>) -> Result<u8, CoreError> {
+        let Some(p) = profile else { return Ok(0) };
         if let Some(i) = self.profiles.iter().position(|x| x == p) {
-            return i as u16 + 1;
+            return Ok(i as u8 + 1);
+        }
+        if self.profiles.len() >= MAX_PROFILES {
+            return Err(CoreError::Limit(format!(
+                "profile `{p}` would be the {}th distinct profile; at most {MAX_PROFILES} are supported",
+                MAX_PROFILES + 1
+            )));
         }
         self.profiles.push(CompactString::from(p));
-        self.profiles.len() as u16
+        Ok(self.profiles.len() as u8)
     }
 
     fn push_lease(&mut self, lease: Lease) {
@@ -1280,6 +1324,7 @@ impl Ipam {
         let sub = self.sub_id(subdivision)?;
         let explicit_pool = pool;
         let pool = self.choose_pool(sub, pool)?;
+        let profile_ix = self.intern_profile(profile)?;
         self.expire(now);
         if let Some(idx) = self.find_lease(vm_id) {
             let lease = self.lease_record(idx);
@@ -1319,14 +1364,7 @@ impl Ipam {
             }
         }
         self.sub_mut(sub).leases += 1;
-        let profile_ix = self.intern_profile(profile);
-        self.push_lease(Lease {
-            vm: CompactString::from(vm_id),
-            shard,
-            offset,
-            profile: profile_ix,
-            created: now,
-        });
+        self.push_lease(Lease::new(vm_id, shard, offset, profile_ix, now));
         self.counters.allocations += 1;
         if path == AllocPath::Ready {
             self.counters.ready_hits += 1;
@@ -1363,18 +1401,18 @@ impl Ipam {
         let record = self.journaling.then(|| self.lease_record(idx));
         let lease = self.remove_lease_at(idx);
         let (pool, sub, base, state, leases_left) = {
-            let s = self.shard_mut(lease.shard);
+            let s = self.shard_mut(lease.shard());
             s.leases -= 1;
             (s.pool, s.sub, s.block.base, s.state, s.leases)
         };
         self.sub_mut(sub).leases -= 1;
-        let addr = base + u128::from(lease.offset);
+        let addr = base + u128::from(lease.offset());
         let until = now + self.settings.cooldown_s;
         if self.settings.cooldown_s > 0.0 {
             self.pool_mut(pool).cooling.push_back((addr, until));
         } else {
-            self.shard_mut(lease.shard).addrs.remove(lease.offset);
-            self.refresh_room(lease.shard);
+            self.shard_mut(lease.shard()).addrs.remove(lease.offset());
+            self.refresh_room(lease.shard());
         }
         self.counters.releases += 1;
         if let Some(record) = record {
@@ -1398,9 +1436,9 @@ impl Ipam {
         }
         if state == ShardState::Draining
             && leases_left == 0
-            && self.shard(lease.shard).addrs.used() == 0
+            && self.shard(lease.shard()).addrs.used() == 0
         {
-            self.free_shard(lease.shard, Reason::Reclaim, now);
+            self.free_shard(lease.shard(), Reason::Reclaim, now);
         }
         Ok(u128_to_addr(self.pool(pool).family, addr))
     }
@@ -1449,7 +1487,7 @@ impl Ipam {
     pub fn leases(&self, subdivision: Option<&str>) -> Result<Vec<LeaseRecord>, CoreError> {
         let filter = subdivision.map(|s| self.sub_id(s)).transpose()?;
         let mut v: Vec<LeaseRecord> = (0..self.leases.len())
-            .filter(|&i| filter.is_none_or(|f| self.shard(self.leases[i].shard).sub == f))
+            .filter(|&i| filter.is_none_or(|f| self.shard(self.leases[i].shard()).sub == f))
             .map(|i| self.lease_record(i))
             .collect();
         v.sort_by(|a, b| (&a.pool, a.address).cmp(&(&b.pool, b.address)));
@@ -1743,6 +1781,11 @@ impl Ipam {
             if !ipam.arena_mut(owner, pool).claim_exact(block) {
                 return Err(corrupt(format!("shard {} overlaps other space", r.prefix)));
             }
+            if ipam.shards.len() >= MAX_LIVE_SHARDS {
+                return Err(CoreError::Limit(format!(
+                    "the store holds more than {MAX_LIVE_SHARDS} shards"
+                )));
+            }
             let addrs = ipam.new_addrset(pool, block);
             let id = ipam.insert_shard(Shard {
                 pool,
@@ -1811,14 +1854,14 @@ impl Ipam {
             if ipam.find_lease(&l.vm_id).is_some() {
                 return Err(corrupt(format!("vm `{}` holds two leases", l.vm_id)));
             }
-            let profile = ipam.intern_profile(l.profile.as_deref());
-            ipam.push_lease(Lease {
-                vm: CompactString::from(l.vm_id.as_str()),
-                shard: id,
-                offset,
-                profile,
-                created: l.created,
-            });
+            if offset >= MAX_SHARD_ADDRESSES {
+                return Err(corrupt(format!(
+                    "lease of `{}`: offset beyond 2^32",
+                    l.vm_id
+                )));
+            }
+            let profile = ipam.intern_profile(l.profile.as_deref())?;
+            ipam.push_lease(Lease::new(&l.vm_id, id, offset, profile, l.created));
             ipam.refresh_room(id);
         }
         // The clock never runs backwards across a restart: resume from the latest recorded time.
@@ -1884,19 +1927,19 @@ impl Ipam {
             }
             let s = self
                 .shards
-                .get(l.shard as usize)
+                .get(l.shard() as usize)
                 .and_then(|s| s.as_ref())
                 .ok_or_else(|| format!("lease of `{}` points at a free shard", l.vm))?;
             if s.state == ShardState::Reserved {
                 return Err(format!("lease of `{}` sits in a reserved shard", l.vm));
             }
-            if !s.addrs.contains(l.offset) {
+            if !s.addrs.contains(l.offset()) {
                 return Err(format!("lease of `{}` is not marked in its bitmap", l.vm));
             }
-            if !seen.insert((s.pool, s.block.base + u128::from(l.offset))) {
+            if !seen.insert((s.pool, s.block.base + u128::from(l.offset()))) {
                 return Err(format!("address of `{}` is leased twice", l.vm));
             }
-            *per_shard.entry(l.shard).or_default() += 1;
+            *per_shard.entry(l.shard()).or_default() += 1;
         }
         for (i, s) in self.shards.iter().enumerate() {
             if let Some(s) = s {
@@ -1959,5 +2002,25 @@ impl Ipam {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lease_is_packed_to_40_bytes() {
+        assert_eq!(std::mem::size_of::<Lease>(), 40);
+        let l = Lease::new(
+            "vm",
+            MAX_LIVE_SHARDS as u32 - 1,
+            MAX_SHARD_ADDRESSES - 1,
+            255,
+            1.5,
+        );
+        assert_eq!(l.shard(), MAX_LIVE_SHARDS as u32 - 1);
+        assert_eq!(l.profile(), 255);
+        assert_eq!(l.offset(), MAX_SHARD_ADDRESSES - 1);
     }
 }

@@ -16,5 +16,5 @@ pub mod prefix;
 pub use error::CoreError;
 pub use ipam::{
     validate_vm_id, AllocPath, Allocation, Counters, Ipam, PoolInfo, Settings, ShardInfo,
-    SubdivisionInfo, DEFAULT_HOME_SHARDS,
+    SubdivisionInfo, DEFAULT_HOME_SHARDS, MAX_LIVE_SHARDS, MAX_PROFILES, MAX_SHARD_ADDRESSES,
 };

@@ -448,3 +448,25 @@ fn allocation_falls_through_to_the_next_pool_with_space() {
     assert!(e.to_string().starts_with("pool `tiny` is exhausted"), "{e}");
     ipam.check_invariants().unwrap();
 }
+
+#[test]
+fn profiles_beyond_the_limit_are_refused_without_change() {
+    let mut ipam = ipam_v4("10.0.0.0/16", 26);
+    ipam.add_subdivision(sub("a")).unwrap();
+    for i in 0..cidrcast_core::MAX_PROFILES {
+        let p = format!("p{i}");
+        ipam.allocate("a", &format!("v{i}"), Some(&p), None, 0.0)
+            .unwrap();
+    }
+    assert_eq!(ipam.lease("v7").unwrap().profile.as_deref(), Some("p7"));
+    ipam.take_journal();
+    let before = ipam.snapshot();
+    let e = ipam
+        .allocate("a", "one-more", Some("p-new"), None, 0.0)
+        .unwrap_err();
+    assert!(e.to_string().contains("at most 255"), "{e}");
+    assert_eq!(ipam.snapshot(), before);
+    assert!(!ipam.has_journal());
+    // Known profiles still work.
+    ipam.allocate("a", "again", Some("p3"), None, 0.0).unwrap();
+}
