@@ -9,7 +9,9 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_cidrcast");
+mod common;
+
+use common::BIN;
 
 /// The Google 2011 task-events part shipped with the repository.
 fn task_events_part() -> PathBuf {
@@ -125,23 +127,6 @@ impl Env {
             "cidrcast {args:?} was refused but changed the store"
         );
         msg
-    }
-
-    /// Runs `cidrcast --data DATA ARGS... --output json` in `cwd`.
-    fn json_in(data: &str, cwd: &Path, args: &[&str]) -> Value {
-        let out = Command::new(BIN)
-            .args([&["--data", data], args, &["--output", "json"]].concat())
-            .current_dir(cwd)
-            .env_remove("CIDRCAST_CONFIG")
-            .env_remove("CIDRCAST_DATA")
-            .output()
-            .expect("run cidrcast");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).unwrap()
     }
 
     fn write(&self, name: &str, contents: &str) -> PathBuf {
@@ -1262,7 +1247,7 @@ fn demo_on_a_small_trace() {
     assert_eq!(arr(&sum["top"]).len(), subs.len());
 
     // The store it leaves behind holds exactly the VMs alive at the end.
-    let leases = Env::json_in(data, env.path(), &["leases"]);
+    let leases = common::json_in(data, env.path(), &["leases"]);
     let got: BTreeSet<&str> = arr(&leases).iter().map(|l| s(l, "vm_id")).collect();
     assert_eq!(got, alive);
     let addrs: BTreeSet<&str> = arr(&leases).iter().map(|l| s(l, "address")).collect();

@@ -12,26 +12,13 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_cidrcast");
+mod common;
+
+use common::BIN;
 const THREADS: usize = 4;
 
 fn cli_json(dir: &Path, args: &[&str]) -> Value {
-    let out = Command::new(BIN)
-        .arg("--data")
-        .arg(dir)
-        .args(args)
-        .args(["--output", "json"])
-        .current_dir(dir)
-        .env_remove("CIDRCAST_CONFIG")
-        .env_remove("CIDRCAST_DATA")
-        .output()
-        .expect("run cidrcast");
-    assert!(
-        out.status.success(),
-        "cidrcast {args:?} failed after a crash: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("JSON output")
+    common::json_in(dir, dir, args)
 }
 
 /// The leases in the store: VM → address.
