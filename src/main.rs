@@ -9,7 +9,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use commands::{admin, debug, demo, lease, shards, status, trace};
+use commands::{admin, debug, demo, forecast, lease, shards, status, trace};
 use context::Ctx;
 use output::Format;
 
@@ -98,6 +98,33 @@ enum Command {
     /// Event traces: import real traces, check canonical ones.
     #[command(subcommand)]
     Trace(TraceCmd),
+    /// Rolling-origin backtest of the forecasting models on a canonical event trace.
+    Backtest {
+        /// Canonical event trace (CSV, optionally gzip).
+        #[arg(long)]
+        events: PathBuf,
+        /// What to forecast per bucket: peak or mean alive.
+        #[arg(long, default_value = "peak")]
+        target: String,
+        /// Bucket width (e.g. 5m, 1h).
+        #[arg(long, default_value = "1h")]
+        resolution: String,
+        /// Steps ahead scored from each origin (1h at 1h resolution: one-step-ahead).
+        #[arg(long, default_value = "1h")]
+        horizon: String,
+        /// Refit every ... on all history before that point.
+        #[arg(long, default_value = "24h")]
+        refit_every: String,
+        /// First time scored, trace seconds (default: first event + 4 days).
+        #[arg(long)]
+        eval_start: Option<f64>,
+        /// Only the N subdivisions with the most creations.
+        #[arg(long)]
+        top: Option<usize>,
+        /// Recent errors kept per step ahead to calibrate the intervals.
+        #[arg(long, default_value = "7d")]
+        calibration_window: String,
+    },
     /// Replay a real trace through the allocator and summarise (default: the bundled slice).
     Demo {
         /// A canonical event trace (CSV, optionally gzip) instead of the bundled slice.
@@ -319,6 +346,28 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Trace(TraceCmd::Check { file, skip_invalid }) => {
             trace::check(cli.output, &file, skip_invalid)
         }
+        Command::Backtest {
+            events,
+            target,
+            resolution,
+            horizon,
+            refit_every,
+            eval_start,
+            top,
+            calibration_window,
+        } => forecast::backtest(
+            cli.output,
+            &events,
+            forecast::BacktestArgs {
+                target,
+                resolution,
+                horizon,
+                refit_every,
+                eval_start,
+                top,
+                calibration_window,
+            },
+        ),
         Command::Demo {
             events,
             batch,
