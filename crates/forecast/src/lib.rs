@@ -10,7 +10,9 @@
 pub mod backtest;
 pub mod calibrate;
 pub mod error;
-pub mod model;
+pub mod models;
+/// The model trait and the seasonal naive reference (re-exported under their first name).
+pub use models as model;
 pub mod series;
 
 pub use error::ForecastError;

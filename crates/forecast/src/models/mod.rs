@@ -1,6 +1,10 @@
 //! Forecasting models behind one trait, and the seasonal naive reference.
+//!
+//! * [`mstl`]: MSTL decomposition with explicit periods and AutoETS on the remainder (augurs).
 
 use crate::error::ForecastError;
+
+pub mod mstl;
 
 /// One step of a forecast: the point and the model's own standard error for that step (`NaN` when
 /// the model has none).

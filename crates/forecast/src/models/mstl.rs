@@ -1,0 +1,1 @@
+//! MSTL + AutoETS (augurs): being written.
