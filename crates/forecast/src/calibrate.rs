@@ -6,6 +6,12 @@
 //! prediction (the ⌈(n + 1)·q⌉-th smallest of `n`); with too few errors it falls back to the model's
 //! Gaussian interval. Raw model intervals are not trusted: they cover less than they claim on real,
 //! bursty series.
+//!
+//! VM counts are discrete and often unchanged from one step to the next, so many errors are exactly
+//! zero and a plain empirical quantile covers more than it claims. Each standard quantile level is
+//! therefore adapted online (adaptive conformal inference, Gibbs & Candès 2021): after every
+//! observation, the level used for `q` moves by `γ·(q − 1[y ≤ ŷ_q])`, which drives the long-run
+//! frequency of `y ≤ ŷ_q` to `q` whatever the error distribution.
 
 use std::collections::VecDeque;
 
@@ -14,11 +20,22 @@ use crate::model::{normal_quantile, Step};
 /// Fewest errors a step needs before its conformal quantiles replace the model's own.
 pub const MIN_ERRORS: usize = 24;
 
+/// Quantile levels adapted online (the bounds of the 50, 80, 90, 95 and 99% central intervals and
+/// the median).
+pub const ADAPTED: [f64; 11] = [
+    0.005, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.975, 0.995,
+];
+
+/// Step size of the online adaptation of quantile levels.
+pub const ADAPT_RATE: f64 = 0.05;
+
 /// Recent errors per step ahead.
 #[derive(Clone, Debug)]
 pub struct Calibrator {
     window: usize,
     errors: Vec<VecDeque<f64>>,
+    /// Per step: the level in use for each of [`ADAPTED`].
+    levels: Vec<[f64; ADAPTED.len()]>,
 }
 
 impl Calibrator {
@@ -27,6 +44,7 @@ impl Calibrator {
         Calibrator {
             window: window.max(1),
             errors: vec![VecDeque::new(); horizon.max(1)],
+            levels: vec![ADAPTED; horizon.max(1)],
         }
     }
 
@@ -35,10 +53,28 @@ impl Calibrator {
         let Some(q) = self.errors.get_mut(step - 1) else {
             return;
         };
+        let e = actual - predicted;
+        if q.len() >= MIN_ERRORS {
+            let levels = &mut self.levels[step - 1];
+            for (target, level) in ADAPTED.iter().zip(levels.iter_mut()) {
+                let hit = e <= empirical_quantile(q.iter().copied(), *level);
+                *level = (*level + ADAPT_RATE * (target - f64::from(u8::from(hit))))
+                    .clamp(0.0005, 0.9995);
+            }
+        }
         if q.len() == self.window {
             q.pop_front();
         }
-        q.push_back(actual - predicted);
+        q.push_back(e);
+    }
+
+    /// The level in use for quantile `q` at `step` (adapted when `q` is one of [`ADAPTED`]).
+    pub fn level(&self, step: usize, q: f64) -> f64 {
+        ADAPTED
+            .iter()
+            .position(|a| (a - q).abs() < 1e-9)
+            .and_then(|i| self.levels.get(step - 1).map(|l| l[i]))
+            .unwrap_or(q)
     }
 
     /// Errors held for a step.
@@ -50,10 +86,24 @@ impl Calibrator {
     pub fn quantile(&self, step: usize, f: Step, q: f64) -> f64 {
         let errs = self.errors.get(step - 1);
         match errs {
-            Some(e) if e.len() >= MIN_ERRORS => f.point + conformal_quantile(e.iter().copied(), q),
+            Some(e) if e.len() >= MIN_ERRORS => {
+                f.point + empirical_quantile(e.iter().copied(), self.level(step, q))
+            }
             _ => f.point + normal_quantile(q) * if f.sigma.is_finite() { f.sigma } else { 0.0 },
         }
     }
+}
+
+/// The empirical quantile of `errors` at level `q`, interpolated between order statistics (type 7).
+pub fn empirical_quantile(errors: impl Iterator<Item = f64>, q: f64) -> f64 {
+    let mut v: Vec<f64> = errors.filter(|e| e.is_finite()).collect();
+    if v.is_empty() {
+        return 0.0;
+    }
+    v.sort_by(f64::total_cmp);
+    let pos = q.clamp(0.0, 1.0) * (v.len() - 1) as f64;
+    let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
+    v[lo] + (v[hi] - v[lo]) * (pos - lo as f64)
 }
 
 /// The finite-sample conformal quantile of `errors` at level `q`: for `q >= 0.5` the

@@ -1,10 +1,16 @@
 //! Forecasting models behind one trait, and the seasonal naive reference.
 //!
+//! * [`hw`]: Holt-Winters, ETS(A,Ad,A), with an O(1) state update.
+//! * [`sparse`]: empirical changes by time of day, for sparse and bursty counts.
+//! * [`select`]: per-series selection or weighted ensembles by rolling one-step errors.
 //! * [`mstl`]: MSTL decomposition with explicit periods and AutoETS on the remainder (augurs).
 
 use crate::error::ForecastError;
 
+pub mod hw;
 pub mod mstl;
+pub mod select;
+pub mod sparse;
 
 /// One step of a forecast: the point and the model's own standard error for that step (`NaN` when
 /// the model has none).
