@@ -13,6 +13,7 @@ pub mod error;
 pub mod models;
 /// The model trait and the seasonal naive reference (re-exported under their first name).
 pub use models as model;
+pub mod predict;
 pub mod series;
 
 pub use error::ForecastError;

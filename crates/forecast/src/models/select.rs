@@ -4,8 +4,8 @@
 //! absolute one-step error as observations arrive (its own rolling-origin backtest, refreshed with
 //! every new point), and forecasts with the candidate whose mean error over the last `window`
 //! steps is lowest ([`Combine::Best`]), or with all of them weighted by the inverse of their mean
-//! squared error ([`Combine::Weighted`]). At the first fit it seeds the errors by fitting each
-//! candidate on all but the last `window` points and rolling it over them.
+//! squared error ([`Combine::Weighted`]). A candidate without a track record yet is seeded at
+//! `fit` by fitting it on all but the most recent points and rolling it over them.
 
 use std::collections::VecDeque;
 
@@ -37,7 +37,6 @@ pub struct Selector {
     combine: Combine,
     window: usize,
     candidates: Vec<Candidate>,
-    seeded: bool,
 }
 
 impl Selector {
@@ -55,7 +54,6 @@ impl Selector {
                     next: f64::NAN,
                 })
                 .collect(),
-            seeded: false,
         }
     }
 
@@ -174,18 +172,21 @@ impl Model for Selector {
             });
         }
         let window = self.window;
-        if !self.seeded {
-            let split = n.saturating_sub(window);
-            for c in &mut self.candidates {
-                if split >= c.model.min_len() && c.model.fit(&history[..split]).is_ok() {
-                    for &y in &history[split..] {
-                        c.next = c.model.forecast(1)[0].point;
-                        Self::record(c, y, window);
-                        c.model.update(y);
-                    }
+        // A candidate without a track record (new, or too short for the history so far) is
+        // judged on the most recent points it can be: fitted before them and rolled over them.
+        for c in &mut self.candidates {
+            if c.errors.len() * 2 >= window.min(n) {
+                continue;
+            }
+            let split = n.saturating_sub(window).max(c.model.min_len());
+            if split < n && c.model.fit(&history[..split]).is_ok() {
+                c.errors.clear();
+                for &y in &history[split..] {
+                    c.next = c.model.forecast(1)[0].point;
+                    Self::record(c, y, window);
+                    c.model.update(y);
                 }
             }
-            self.seeded = true;
         }
         for c in &mut self.candidates {
             c.ready = n >= c.model.min_len() && c.model.fit(history).is_ok();
