@@ -46,7 +46,9 @@ impl Ctx {
 
     /// Opens the store in the data directory and brings the configuration into it: an explicit
     /// config file's pools and subdivisions are created when missing (and must match when
-    /// present); the built-in default pools only seed an empty store.
+    /// present), and its scheduled events are created or replaced by name (the file is the source
+    /// of truth for the events it names; other stored events are kept); the built-in default
+    /// pools only seed an empty store.
     pub fn engine(&self) -> Result<Engine<RedbStore>> {
         open_engine(&self.data_dir, &self.config, self.config_path.is_some())
     }
@@ -81,6 +83,10 @@ pub fn open_engine(dir: &Path, config: &Config, explicit: bool) -> Result<Engine
         .collect();
     if explicit || engine.read(|ipam| ipam.pool_specs().is_empty())? {
         engine.ensure_config(&config.pools, &subs)?;
+    }
+    if explicit {
+        // After the subdivisions: an event's scope must exist.
+        engine.ensure_events(&config.events)?;
     }
     Ok(engine)
 }

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use commands::{admin, debug, demo, forecast, lease, shards, status, trace};
+use commands::{admin, debug, demo, events, forecast, lease, shards, status, trace};
 use context::Ctx;
 use output::Format;
 
@@ -49,6 +49,9 @@ enum Command {
     /// Manage subdivisions (zones, racks, host groups, tenant networks).
     #[command(subcommand)]
     Subdivision(SubdivisionCmd),
+    /// Manage scheduled external events (launches, sales, migrations) that forecasts reflect.
+    #[command(subcommand)]
+    Event(EventCmd),
     /// Allocate an address for a VM (idempotent per VM id).
     Allocate {
         #[arg(long)]
@@ -98,6 +101,25 @@ enum Command {
     /// Event traces: import real traces, check canonical ones.
     #[command(subcommand)]
     Trace(TraceCmd),
+    /// Forecast each subdivision: alive VMs, peak alive over the horizon, creations, bandwidth and
+    /// demand score, with calibrated quantiles (history from --events, else from the store).
+    Forecast {
+        /// Canonical event trace (CSV, optionally gzip); default: the history in the store.
+        #[arg(long)]
+        events: Option<PathBuf>,
+        /// Only this subdivision.
+        #[arg(long)]
+        subdivision: Option<String>,
+        /// How far ahead (a whole number of --resolution steps).
+        #[arg(long, default_value = "1h")]
+        horizon: String,
+        /// Bucket width of the history.
+        #[arg(long, default_value = "5m")]
+        resolution: String,
+        /// Quantile levels reported, comma-separated, each in (0, 1).
+        #[arg(long, default_value = "0.5,0.8,0.95,0.99")]
+        quantiles: String,
+    },
     /// Rolling-origin backtest of the forecasting models on a canonical event trace.
     Backtest {
         /// Canonical event trace (CSV, optionally gzip).
@@ -193,6 +215,34 @@ enum SubdivisionCmd {
     /// List subdivisions with shards, leases, home blocks and routes.
     List,
     /// Remove a subdivision with no shard, lease or child.
+    Remove { name: String },
+}
+
+#[derive(Subcommand)]
+enum EventCmd {
+    /// Schedule an event, or replace the one of the same name.
+    Add {
+        /// Unique name (1 to 64 of A-Z a-z 0-9 . _ -).
+        name: String,
+        /// Start of the window, seconds (Unix time; trace time in replays).
+        #[arg(long, allow_hyphen_values = true)]
+        start: String,
+        /// End of the window (exclusive), seconds, greater than --start.
+        #[arg(long, allow_hyphen_values = true)]
+        end: String,
+        /// Subdivision it applies to, with all its descendants; '*' for every subdivision.
+        #[arg(long)]
+        scope: String,
+        /// Expected additional VMs alive during the window (>= 0).
+        #[arg(long, allow_hyphen_values = true)]
+        extra_vms: Option<String>,
+        /// Factor applied to the forecast during the window (> 0).
+        #[arg(long, allow_hyphen_values = true)]
+        multiplier: Option<String>,
+    },
+    /// List scheduled events, by name.
+    List,
+    /// Remove a scheduled event.
     Remove { name: String },
 }
 
@@ -310,6 +360,26 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Subdivision(SubdivisionCmd::Remove { name }) => {
             admin::subdivision_remove(&ctx()?, &name)
         }
+        Command::Event(EventCmd::Add {
+            name,
+            start,
+            end,
+            scope,
+            extra_vms,
+            multiplier,
+        }) => events::add(
+            &ctx()?,
+            events::EventAdd {
+                name,
+                start,
+                end,
+                scope,
+                extra_vms,
+                multiplier,
+            },
+        ),
+        Command::Event(EventCmd::List) => events::list(&ctx()?),
+        Command::Event(EventCmd::Remove { name }) => events::remove(&ctx()?, &name),
         Command::Allocate {
             subdivision,
             vm,
@@ -346,6 +416,22 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Trace(TraceCmd::Check { file, skip_invalid }) => {
             trace::check(cli.output, &file, skip_invalid)
         }
+        Command::Forecast {
+            events,
+            subdivision,
+            horizon,
+            resolution,
+            quantiles,
+        } => forecast::forecast(
+            &ctx()?,
+            forecast::ForecastArgs {
+                events,
+                subdivision,
+                horizon,
+                resolution,
+                quantiles,
+            },
+        ),
         Command::Backtest {
             events,
             target,

@@ -67,11 +67,18 @@ fn steps(what: &'static str, text: &str, resolution: f64) -> Result<usize> {
 fn models(season: usize, window: usize) -> Vec<Maker> {
     let mut all = base_candidates(season);
     all.push(Box::new(move || {
-        Box::new(Selector::new(&base_candidates(season), Combine::Best, window)) as Box<dyn Model>
+        Box::new(Selector::new(
+            &base_candidates(season),
+            Combine::Best,
+            window,
+        )) as Box<dyn Model>
     }));
     all.push(Box::new(move || {
-        Box::new(Selector::new(&base_candidates(season), Combine::Weighted, window))
-            as Box<dyn Model>
+        Box::new(Selector::new(
+            &base_candidates(season),
+            Combine::Weighted,
+            window,
+        )) as Box<dyn Model>
     }));
     all
 }
@@ -198,6 +205,177 @@ pub fn backtest(output: Format, events: &Path, a: BacktestArgs) -> Result<()> {
             r.protocol.horizon_steps,
             r.protocol.refit_every_steps,
             r.protocol.eval_start_s,
+            t.render()
+        )
+    });
+    Ok(())
+}
+
+/// Arguments of `forecast`.
+pub struct ForecastArgs {
+    pub events: Option<std::path::PathBuf>,
+    pub subdivision: Option<String>,
+    pub horizon: String,
+    pub resolution: String,
+    pub quantiles: String,
+}
+
+#[derive(Serialize)]
+struct ForecastReport {
+    source: String,
+    resolution_s: f64,
+    horizon_s: f64,
+    history_end_s: f64,
+    quantiles: Vec<f64>,
+    subdivisions: Vec<cidrcast_forecast::predict::SubdivisionForecast>,
+}
+
+/// Parses `0.5,0.95,0.99`, naming a bad entry.
+pub fn parse_quantiles(s: &str) -> Result<Vec<f64>> {
+    let mut v = Vec::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let q: f64 = part
+            .parse()
+            .map_err(|_| anyhow::anyhow!("--quantiles: {part:?} is not a number"))?;
+        if !(q > 0.0 && q < 1.0) {
+            bail!("--quantiles: {part} must lie strictly between 0 and 1");
+        }
+        v.push(q);
+    }
+    if v.is_empty() {
+        bail!("--quantiles: no quantile given");
+    }
+    v.sort_by(f64::total_cmp);
+    v.dedup();
+    Ok(v)
+}
+
+/// Mbps per VM of each subdivision: the mean `network_mbps` of the profiles its VMs were created
+/// with; VMs without a (known) profile count as the `general` profile when the configuration has
+/// one, else as the mean of all profiles.
+fn mbps_per_vm(
+    events: &[cidrcast_core::model::VmEvent],
+    config: &cidrcast_config::Config,
+) -> std::collections::HashMap<String, f64> {
+    let fallback = config
+        .profile("general")
+        .map(|p| p.network_mbps)
+        .unwrap_or_else(|| {
+            let n = config.profiles.len().max(1) as f64;
+            config.profiles.iter().map(|p| p.network_mbps).sum::<f64>() / n
+        });
+    let mut sums: std::collections::HashMap<String, (f64, f64)> = Default::default();
+    for e in events
+        .iter()
+        .filter(|e| e.kind == cidrcast_core::model::EventKind::Create)
+    {
+        let mbps = e
+            .profile
+            .as_deref()
+            .and_then(|p| config.profile(p))
+            .map_or(fallback, |p| p.network_mbps);
+        let s = sums.entry(e.subdivision.clone()).or_default();
+        s.0 += mbps;
+        s.1 += 1.0;
+    }
+    sums.into_iter().map(|(k, (m, n))| (k, m / n)).collect()
+}
+
+pub fn forecast(ctx: &crate::context::Ctx, a: ForecastArgs) -> Result<()> {
+    use cidrcast_forecast::predict::{default_options, forecast_subdivision};
+    let levels = parse_quantiles(&a.quantiles)?;
+    let resolution = parse_duration("resolution", &a.resolution)?;
+    let horizon = steps("horizon", &a.horizon, resolution)?;
+    let (evs, source) = match &a.events {
+        Some(p) => (
+            TraceReader::open(p, ReadOptions::default())?.collect::<Result<Vec<_>, _>>()?,
+            p.display().to_string(),
+        ),
+        None => {
+            let engine = ctx.engine()?;
+            let mut all = Vec::new();
+            let mut after = 0;
+            loop {
+                let page = cidrcast_store::Store::events(engine.store(), after, 10_000)?;
+                let Some(&(last, _)) = page.last() else { break };
+                after = last;
+                all.extend(page.into_iter().map(|(_, e)| e));
+            }
+            (all, format!("the store in {}", ctx.data_dir.display()))
+        }
+    };
+    if evs.is_empty() {
+        bail!("no VM events in {source}: nothing to forecast from");
+    }
+    let set = build_series(&evs, resolution, None, None)?;
+    if let Some(s) = &a.subdivision {
+        if !set.series.contains_key(s) {
+            bail!("unknown subdivision `{s}`: it has no events in {source}");
+        }
+    }
+    let season = ((86400.0 / resolution).round() as usize).max(1);
+    let mut opts = default_options(horizon, season, levels.clone());
+    opts.phase = ((set.start.rem_euclid(86400.0)) / resolution).floor() as usize;
+    let mbps = mbps_per_vm(&evs, &ctx.config);
+    let all: Vec<&cidrcast_forecast::Series> = set.series.values().collect();
+    let mut out = Vec::new();
+    for (name, s) in &set.series {
+        if a.subdivision.as_ref().is_some_and(|x| x != name) {
+            continue;
+        }
+        let peers: Vec<&cidrcast_forecast::Series> = all
+            .iter()
+            .copied()
+            .filter(|p| !std::ptr::eq(*p, s))
+            .collect();
+        out.push(forecast_subdivision(
+            name,
+            s,
+            &peers,
+            mbps.get(name).copied().unwrap_or(0.0),
+            &opts,
+        )?);
+    }
+    let report = ForecastReport {
+        source,
+        resolution_s: resolution,
+        horizon_s: horizon as f64 * resolution,
+        history_end_s: set.bucket_start(set.len),
+        quantiles: levels,
+        subdivisions: out,
+    };
+    emit(ctx.output, &report, |r| {
+        let hi = r.quantiles.last().copied().unwrap_or(0.5);
+        let fmt = |q: &cidrcast_forecast::predict::Quantiles| {
+            format!("{:.1} (q{}: {:.1})", q.point, hi, q.at(hi))
+        };
+        let mut t = Table::new(&[
+            "SUBDIVISION",
+            "MODEL",
+            "ALIVE NOW",
+            "ALIVE",
+            "PEAK",
+            "CREATIONS",
+            "MBPS",
+            "SCORE",
+        ]);
+        for f in &r.subdivisions {
+            t.row(vec![
+                f.subdivision.clone(),
+                f.model.clone(),
+                format!("{:.0}", f.alive_now),
+                fmt(&f.alive),
+                fmt(&f.peak),
+                fmt(&f.creations),
+                format!("{:.0}", f.bandwidth_mbps.point),
+                format!("{:.0}", f.demand_score),
+            ]);
+        }
+        format!(
+            "forecast for the {} s after {} s, from {}\n{}",
+            r.horizon_s,
+            r.history_end_s,
+            r.source,
             t.render()
         )
     });

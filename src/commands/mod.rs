@@ -3,6 +3,7 @@
 pub mod admin;
 pub mod debug;
 pub mod demo;
+pub mod events;
 pub mod forecast;
 pub mod lease;
 pub mod shards;

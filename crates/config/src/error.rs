@@ -35,7 +35,7 @@ pub enum ConfigError {
     )]
     Duplicate {
         origin: String,
-        /// `pool`, `subdivision`, `profile` or `router`.
+        /// `pool`, `subdivision`, `profile`, `router` or `event`.
         kind: &'static str,
         name: String,
         /// 1-based positions of the two entries among the `[[kind]]` tables.

@@ -2,7 +2,7 @@
 
 /// A complete, commented example configuration: every key is explained; subdivisions nest
 /// region > zone > rack; a v4 and a v6 pool with reserved addresses; profiles; an FRR and a BIRD
-/// router. It parses and validates.
+/// router; scheduled external events. It parses and validates.
 pub const EXAMPLE_TOML: &str = r#"# cidrcast configuration.
 #
 # Every table is strict: a misspelt or unknown key is an error that names the key and its line.
@@ -168,4 +168,37 @@ neighbors = [{ address = "192.0.2.253", asn = 65000 }]
 # No `subdivisions` here: subdivision "eu-b" names this router in its `routers`.
 config_path = "/etc/bird/cidrcast.conf"
 reload_command = "birdc configure"
+
+# -------------------------------------------------------------------------------------------
+# Scheduled external events: known changes of demand ahead (a launch, a sale, a migration) that
+# the forecasts must reflect during their window. Each time this file is used, its events are
+# created in the store, or replace the stored event of the same name when they differ; events
+# added with `cidrcast event add` under other names are kept.
+# -------------------------------------------------------------------------------------------
+
+[[event]]
+# Unique name, the same rules as the other names.
+name = "product-launch"
+# Window in seconds, start inclusive, end exclusive: Unix time in the daemon, trace time in
+# replays. end must be greater than start. Here 2026-03-02 08:00 to 20:00 UTC.
+start = 1772438400
+end = 1772481600
+# A subdivision name: the event applies to it and to every subdivision below it (here the zone
+# "eu-a" and its rack "eu-a-r1"). "*" applies it everywhere.
+scope = "eu-a"
+# Expected additional VMs alive during the window, >= 0. Optional, but give this, `multiplier`
+# or both.
+extra_vms = 400
+
+[[event]]
+name = "black-friday"
+# 2026-11-27 00:00 to 2026-11-30 00:00 UTC (the weekend included).
+start = 1795737600
+end = 1795996800
+# Every subdivision.
+scope = "*"
+# Factor applied to the forecast during the window, > 0. Optional. With both keys, a forecast v
+# becomes v * multiplier + extra_vms; overlapping events multiply their multipliers and add
+# their extras.
+multiplier = 1.5
 "#;

@@ -1,8 +1,9 @@
 //! The strict TOML configuration of cidrcast.
 //!
 //! A file has a `[settings]` table and arrays of tables `[[pool]]`, `[[subdivision]]`,
-//! `[[profile]]` and `[[router]]` (see [`EXAMPLE_TOML`]). Pools and subdivisions are the core
-//! crate's [`PoolSpec`] and [`SubdivisionSpec`], the same types the API takes. Every table rejects
+//! `[[profile]]`, `[[router]]` and `[[event]]` (see [`EXAMPLE_TOML`]). Pools, subdivisions and
+//! scheduled external events are the core crate's [`PoolSpec`], [`SubdivisionSpec`] and
+//! [`ExternalEventSpec`], the same types the API takes. Every table rejects
 //! unknown keys, and [`Config::from_toml_str`] / [`Config::load`] validate the whole file
 //! ([`Config::validate`]); every error ([`ConfigError`]) names the file, the entry, the field and
 //! the value.
@@ -17,7 +18,9 @@ use std::path::{Path, PathBuf};
 use std::{fmt, fs};
 
 use cidrcast_core::model::default_vrf;
-pub use cidrcast_core::model::{PoolSpec, SubdivisionSpec, DEFAULT_COOLDOWN_S};
+pub use cidrcast_core::model::{
+    ExternalEventSpec, PoolSpec, SubdivisionSpec, DEFAULT_COOLDOWN_S, EVENT_SCOPE_ALL,
+};
 use serde::{Deserialize, Serialize};
 
 pub use error::ConfigError;
@@ -42,6 +45,12 @@ pub struct Config {
     /// `[[router]]`: routers that announce shards.
     #[serde(rename = "router", default, skip_serializing_if = "Vec::is_empty")]
     pub routers: Vec<RouterSpec>,
+    /// `[[event]]`: scheduled external events the forecasts must reflect. The file is the source
+    /// of truth for the events it names: they are created, or replaced when they differ, in the
+    /// store each time the file is used; events added through the CLI or API under other names
+    /// are kept.
+    #[serde(rename = "event", default, skip_serializing_if = "Vec::is_empty")]
+    pub events: Vec<ExternalEventSpec>,
 }
 
 /// `[settings]`.
@@ -284,6 +293,7 @@ impl Default for Config {
                 profile("large", 16, 64.0, 10000.0, "large VM: databases, caches"),
             ],
             routers: Vec::new(),
+            events: Vec::new(),
         }
     }
 }
@@ -314,7 +324,7 @@ impl Config {
 
     /// Checks every cross-field and cross-entry rule (names unique, prefixes aligned, shard sizes,
     /// reserved ranges, pool overlaps per VRF, references, parent cycles, home/max shards, AS
-    /// numbers, router ids, profile numbers, cooldown). Returns the first violation; `origin`
+    /// numbers, router ids, profile numbers, cooldown, event windows, effects and scopes). Returns the first violation; `origin`
     /// names the source in its message.
     pub fn validate(&self, origin: &str) -> Result<(), ConfigError> {
         validate::validate(self, origin)
@@ -338,6 +348,11 @@ impl Config {
     /// The router named `name`.
     pub fn router(&self, name: &str) -> Option<&RouterSpec> {
         self.routers.iter().find(|r| r.name == name)
+    }
+
+    /// The scheduled external event named `name`.
+    pub fn event(&self, name: &str) -> Option<&ExternalEventSpec> {
+        self.events.iter().find(|e| e.name == name)
     }
 
     /// The subdivisions with every parent before its children (otherwise in configuration

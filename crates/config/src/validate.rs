@@ -5,7 +5,10 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
-use crate::{Config, ConfigError, PoolSpec, Profile, RouterSpec, Settings, SubdivisionSpec};
+use crate::{
+    Config, ConfigError, ExternalEventSpec, PoolSpec, Profile, RouterSpec, Settings,
+    SubdivisionSpec, EVENT_SCOPE_ALL,
+};
 
 /// Longest allowed name.
 const MAX_NAME_LEN: usize = 64;
@@ -47,6 +50,15 @@ pub(crate) fn validate(config: &Config, origin: &str) -> Result {
     )?;
     for r in &config.routers {
         router(r, config, origin)?;
+    }
+
+    names(
+        origin,
+        "event",
+        config.events.iter().map(|e| e.name.as_str()),
+    )?;
+    for e in &config.events {
+        event(e, config, origin)?;
     }
     Ok(())
 }
@@ -505,6 +517,78 @@ fn router(r: &RouterSpec, config: &Config, origin: &str) -> Result {
                 "must be a command; leave the key out to not reload",
             ));
         }
+    }
+    Ok(())
+}
+
+fn event(ev: &ExternalEventSpec, config: &Config, origin: &str) -> Result {
+    let e = entry("event", &ev.name);
+    if !ev.start.is_finite() {
+        return Err(ConfigError::invalid(
+            origin,
+            &e,
+            "start",
+            ev.start,
+            "must be a finite time in seconds",
+        ));
+    }
+    if !ev.end.is_finite() {
+        return Err(ConfigError::invalid(
+            origin,
+            &e,
+            "end",
+            ev.end,
+            "must be a finite time in seconds",
+        ));
+    }
+    if ev.end <= ev.start {
+        return Err(ConfigError::invalid(
+            origin,
+            &e,
+            "end",
+            ev.end,
+            format!("must be greater than start = {}", ev.start),
+        ));
+    }
+    if ev.scope != EVENT_SCOPE_ALL && config.subdivision(&ev.scope).is_none() {
+        return Err(ConfigError::invalid(
+            origin,
+            &e,
+            "scope",
+            format_args!("{:?}", ev.scope),
+            "no [[subdivision]] has this name (use \"*\" for every subdivision)",
+        ));
+    }
+    if let Some(x) = ev.extra_vms {
+        if !x.is_finite() || x < 0.0 {
+            return Err(ConfigError::invalid(
+                origin,
+                &e,
+                "extra_vms",
+                x,
+                "must be a finite number of VMs >= 0",
+            ));
+        }
+    }
+    if let Some(m) = ev.multiplier {
+        if !m.is_finite() || m <= 0.0 {
+            return Err(ConfigError::invalid(
+                origin,
+                &e,
+                "multiplier",
+                m,
+                "must be a finite number > 0",
+            ));
+        }
+    }
+    if ev.extra_vms.is_none() && ev.multiplier.is_none() {
+        return Err(ConfigError::invalid(
+            origin,
+            &e,
+            "extra_vms, multiplier",
+            "(none)",
+            "an event needs an effect: give extra_vms, multiplier or both",
+        ));
     }
     Ok(())
 }

@@ -75,6 +75,11 @@ pub enum CoreError {
     ShardBusy { prefix: IpNet, leases: u64 },
     #[error("shard {prefix} has {cooling} address(es) in their release cooldown; drain it and it is released when they expire")]
     ShardCooling { prefix: IpNet, cooling: u64 },
+    #[error("unknown event `{0}`")]
+    UnknownEvent(String),
+    /// A scheduled external event is malformed; `message` names the field and its value.
+    #[error("event `{name}`: {message}")]
+    InvalidEvent { name: String, message: String },
     #[error("limit reached: {0}")]
     Limit(String),
     #[error("inconsistent stored state: {0}")]

@@ -10,6 +10,8 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
+use crate::CoreError;
+
 /// Seconds (trace time in replays, Unix time in the daemon).
 pub type Time = f64;
 
@@ -256,6 +258,119 @@ pub struct VmEvent {
     pub profile: Option<String>,
 }
 
+/// Scope of an [`ExternalEventSpec`] that covers every subdivision.
+pub const EVENT_SCOPE_ALL: &str = "*";
+
+/// Longest allowed event name.
+pub const MAX_EVENT_NAME_LEN: usize = 64;
+
+/// A scheduled external event (a launch, a sale, a migration, a maintenance window) that the
+/// forecasts of the subdivisions in its scope must reflect during `[start, end)`.
+///
+/// The effect on a forecast value `v` of a step the event covers is `v * multiplier + extra_vms`
+/// (a missing `multiplier` is 1, a missing `extra_vms` is 0); several events covering one step
+/// multiply their multipliers and add their extras (see `cidrcast_forecast::events`).
+///
+/// Events are not allocator state: [`Snapshot`] and [`crate::Ipam`] do not hold them; a store keeps
+/// them in their own table, written by [`Change::PutExternalEvent`] and
+/// [`Change::DeleteExternalEvent`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExternalEventSpec {
+    /// Unique name: 1 to 64 characters out of `A-Z a-z 0-9 . _ -`.
+    pub name: String,
+    /// Start of the window in seconds (trace time in replays, Unix time in the daemon).
+    pub start: Time,
+    /// End of the window in seconds (exclusive), greater than `start`.
+    pub end: Time,
+    /// The subdivision the event applies to, together with all its descendants (so a region's
+    /// event covers its zones and racks), or `"*"` ([`EVENT_SCOPE_ALL`]) for every subdivision.
+    /// It must name an existing subdivision when the event is put; removing that subdivision
+    /// later leaves the event stored, applying to nothing until one of that name exists again.
+    pub scope: String,
+    /// Expected additional VMs alive during the window (finite, >= 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extra_vms: Option<f64>,
+    /// Factor applied to the forecast during the window (finite, > 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub multiplier: Option<f64>,
+}
+
+impl ExternalEventSpec {
+    /// Whether the event's scope is every subdivision (`"*"`).
+    pub fn is_global(&self) -> bool {
+        self.scope == EVENT_SCOPE_ALL
+    }
+
+    /// Checks every field on its own (what does not depend on other records): the name, a finite
+    /// window with `end > start`, a non-empty scope, `extra_vms` finite and >= 0, `multiplier`
+    /// finite and > 0, at least one of the two. Whether the scope names an existing subdivision is
+    /// the caller's check. The error names the field and its value.
+    pub fn validate(&self) -> Result<(), CoreError> {
+        let invalid = |message: String| CoreError::InvalidEvent {
+            name: self.name.clone(),
+            message,
+        };
+        let name_ok = !self.name.is_empty()
+            && self.name.len() <= MAX_EVENT_NAME_LEN
+            && self
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+        if !name_ok {
+            return Err(invalid(format!(
+                "name = {:?}: a name is 1 to {MAX_EVENT_NAME_LEN} characters out of \
+                 A-Z a-z 0-9 . _ -",
+                self.name
+            )));
+        }
+        if !self.start.is_finite() {
+            return Err(invalid(format!(
+                "start = {}: must be a finite time in seconds",
+                self.start
+            )));
+        }
+        if !self.end.is_finite() {
+            return Err(invalid(format!(
+                "end = {}: must be a finite time in seconds",
+                self.end
+            )));
+        }
+        if self.end <= self.start {
+            return Err(invalid(format!(
+                "end = {}: must be greater than start = {}",
+                self.end, self.start
+            )));
+        }
+        if self.scope.is_empty() || self.scope.chars().any(|c| c.is_control() || c == ',') {
+            return Err(invalid(format!(
+                "scope = {:?}: must name a subdivision, or be \"*\" for every subdivision",
+                self.scope
+            )));
+        }
+        if let Some(x) = self.extra_vms {
+            if !x.is_finite() || x < 0.0 {
+                return Err(invalid(format!(
+                    "extra_vms = {x}: must be a finite number of VMs >= 0"
+                )));
+            }
+        }
+        if let Some(m) = self.multiplier {
+            if !m.is_finite() || m <= 0.0 {
+                return Err(invalid(format!(
+                    "multiplier = {m}: must be a finite number > 0"
+                )));
+            }
+        }
+        if self.extra_vms.is_none() && self.multiplier.is_none() {
+            return Err(invalid(
+                "no effect: give extra_vms, multiplier or both".to_string(),
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// One record-level change. A batch of them is committed atomically.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Change {
@@ -290,6 +405,13 @@ pub enum Change {
     Transition(Transition),
     /// Appended to the VM event history.
     Event(VmEvent),
+    /// Creates or replaces a scheduled external event (keyed by name). Not allocator state: the
+    /// allocator never journals it.
+    PutExternalEvent(ExternalEventSpec),
+    /// Deletes a scheduled external event.
+    DeleteExternalEvent {
+        name: String,
+    },
 }
 
 /// Everything live, as records: what a store loads to rebuild an `Ipam`.

@@ -11,11 +11,16 @@
 //! that is not yet durable. When a commit fails, every operation of that batch and every later
 //! pending one fails, and the in-memory state is rebuilt from the store: a failed operation leaves
 //! nothing behind.
+//!
+//! Scheduled external events ([`ExternalEventSpec`]) are not allocator state: the engine keeps
+//! them beside the allocator and commits their changes ([`Engine::put_event`],
+//! [`Engine::delete_event`], [`Engine::ensure_events`]) through the same group commit.
 
+use std::collections::BTreeMap;
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use cidrcast_core::model::{Change, PoolSpec, SubdivisionSpec, Time};
+use cidrcast_core::model::{Change, ExternalEventSpec, PoolSpec, SubdivisionSpec, Time};
 use cidrcast_core::{CoreError, Ipam, Settings};
 use cidrcast_store::{Store, StoreError};
 
@@ -44,8 +49,13 @@ pub enum EngineError {
     },
 }
 
+/// Most scheduled external events the engine keeps.
+pub const MAX_EXTERNAL_EVENTS: usize = 10_000;
+
 struct State {
     ipam: Ipam,
+    /// Scheduled external events by name, as committed or pending.
+    events: BTreeMap<String, ExternalEventSpec>,
     pending: Vec<Change>,
     /// Sequence number of the last operation whose changes are pending or committed.
     appended: u64,
@@ -81,10 +91,12 @@ impl<S: Store> Engine<S> {
     pub fn open(store: S, settings: Settings) -> Result<Self, EngineError> {
         let snap = store.load().map_err(EngineError::Store)?;
         let ipam = Ipam::from_snapshot(settings, &snap)?;
+        let events = load_events(&store).map_err(EngineError::Store)?;
         Ok(Engine {
             store,
             state: Mutex::new(State {
                 ipam,
+                events,
                 pending: Vec::new(),
                 appended: 0,
                 durable: 0,
@@ -212,13 +224,20 @@ impl<S: Store> Engine<S> {
                     st.last_failure = e.to_string();
                     st.pending.clear();
                     let settings = st.ipam.settings();
-                    match self
+                    let reloaded = self
                         .store
                         .load()
                         .map_err(|e| e.to_string())
                         .and_then(|s| Ipam::from_snapshot(settings, &s).map_err(|e| e.to_string()))
-                    {
-                        Ok(ipam) => st.ipam = ipam,
+                        .and_then(|ipam| {
+                            let events = load_events(&self.store).map_err(|e| e.to_string())?;
+                            Ok((ipam, events))
+                        });
+                    match reloaded {
+                        Ok((ipam, events)) => {
+                            st.ipam = ipam;
+                            st.events = events;
+                        }
                         Err(why) => st.broken = Some(why),
                     }
                 }
@@ -233,6 +252,130 @@ impl<S: Store> Engine<S> {
         let (mine, epoch) = (st.appended, st.epoch);
         let st = self.wait_durable(st, mine, epoch, true)?;
         Ok(f(&st.ipam))
+    }
+
+    /// Runs `op` on the external events (with the allocator to check scopes against); the
+    /// changes it returns are applied to the events and committed like the allocator's, and the
+    /// call waits until they are durable. When `op` fails nothing changes.
+    fn run_events<T>(
+        &self,
+        op: impl FnOnce(
+            &Ipam,
+            &BTreeMap<String, ExternalEventSpec>,
+        ) -> Result<(T, Vec<Change>), CoreError>,
+    ) -> Result<T, EngineError> {
+        let mut st = self.lock();
+        if let Some(why) = &st.broken {
+            return Err(EngineError::Unavailable(why.clone()));
+        }
+        let result = op(&st.ipam, &st.events);
+        if let Ok((_, changes)) = &result {
+            if !changes.is_empty() {
+                for change in changes {
+                    match change {
+                        Change::PutExternalEvent(e) => {
+                            st.events.insert(e.name.clone(), e.clone());
+                        }
+                        Change::DeleteExternalEvent { name } => {
+                            st.events.remove(name);
+                        }
+                        _ => unreachable!("only external event changes here"),
+                    }
+                }
+                st.pending.extend(changes.iter().cloned());
+                st.appended += 1;
+            }
+        }
+        let (mine, epoch) = (st.appended, st.epoch);
+        drop(self.wait_durable(st, mine, epoch, false)?);
+        Ok(result?.0)
+    }
+
+    /// Creates or replaces (by name) a scheduled external event, after checking it
+    /// ([`ExternalEventSpec::validate`]) and that its scope names an existing subdivision (or is
+    /// `"*"`). Returns the event it replaced, if any. Durable when it returns.
+    pub fn put_event(
+        &self,
+        spec: ExternalEventSpec,
+    ) -> Result<Option<ExternalEventSpec>, EngineError> {
+        self.run_events(|ipam, events| {
+            check_event(ipam, &spec)?;
+            if !events.contains_key(&spec.name) && events.len() >= MAX_EXTERNAL_EVENTS {
+                return Err(CoreError::Limit(format!(
+                    "at most {MAX_EXTERNAL_EVENTS} scheduled events; remove past ones first"
+                )));
+            }
+            let previous = events.get(&spec.name).cloned();
+            let changes = if previous.as_ref() == Some(&spec) {
+                Vec::new()
+            } else {
+                vec![Change::PutExternalEvent(spec)]
+            };
+            Ok((previous, changes))
+        })
+    }
+
+    /// Deletes a scheduled external event; [`CoreError::UnknownEvent`] when there is none of
+    /// that name. Returns the deleted event. Durable when it returns.
+    pub fn delete_event(&self, name: &str) -> Result<ExternalEventSpec, EngineError> {
+        self.run_events(|_, events| {
+            let spec = events
+                .get(name)
+                .cloned()
+                .ok_or_else(|| CoreError::UnknownEvent(name.to_string()))?;
+            Ok((
+                spec,
+                vec![Change::DeleteExternalEvent {
+                    name: name.to_string(),
+                }],
+            ))
+        })
+    }
+
+    /// Every scheduled external event, sorted by name (waits until everything it could observe
+    /// is durable, like [`Engine::read`]).
+    pub fn events(&self) -> Result<Vec<ExternalEventSpec>, EngineError> {
+        let st = self.lock();
+        let (mine, epoch) = (st.appended, st.epoch);
+        let st = self.wait_durable(st, mine, epoch, true)?;
+        Ok(st.events.values().cloned().collect())
+    }
+
+    /// Makes the stored external events include the configured ones, **create or replace by
+    /// name**: a configured event missing from the store is created, one that differs replaces
+    /// the stored one (the configuration file is the source of truth for the events it names),
+    /// an identical one is left alone. Stored events the configuration does not name (added
+    /// through the CLI or API) are kept. All or nothing: every event is checked first (fields,
+    /// duplicate names, scope naming an existing subdivision or `"*"`), and the changes commit
+    /// in one batch. Call it after [`Engine::ensure_config`], so that the scopes exist.
+    pub fn ensure_events(&self, configured: &[ExternalEventSpec]) -> Result<(), EngineError> {
+        self.run_events(|ipam, events| {
+            let mut seen = std::collections::BTreeSet::new();
+            for spec in configured {
+                check_event(ipam, spec)?;
+                if !seen.insert(spec.name.as_str()) {
+                    return Err(CoreError::InvalidEvent {
+                        name: spec.name.clone(),
+                        message: "name is given twice".to_string(),
+                    });
+                }
+            }
+            let new = configured
+                .iter()
+                .filter(|c| !events.contains_key(&c.name))
+                .count();
+            if new > 0 && events.len() + new > MAX_EXTERNAL_EVENTS {
+                return Err(CoreError::Limit(format!(
+                    "at most {MAX_EXTERNAL_EVENTS} scheduled events; remove past ones first"
+                )));
+            }
+            let changes = configured
+                .iter()
+                .filter(|c| events.get(&c.name) != Some(*c))
+                .map(|c| Change::PutExternalEvent(c.clone()))
+                .collect();
+            Ok(((), changes))
+        })
     }
 
     /// Makes the stored pools and subdivisions include the configured ones: missing ones are
@@ -292,6 +435,30 @@ impl<S: Store> Engine<S> {
             Ok(())
         })
     }
+}
+
+/// The scheduled external events of `store`, by name.
+fn load_events<S: Store>(store: &S) -> Result<BTreeMap<String, ExternalEventSpec>, StoreError> {
+    Ok(store
+        .external_events()?
+        .into_iter()
+        .map(|e| (e.name.clone(), e))
+        .collect())
+}
+
+/// An event's own fields, and its scope: an existing subdivision or `"*"`.
+fn check_event(ipam: &Ipam, spec: &ExternalEventSpec) -> Result<(), CoreError> {
+    spec.validate()?;
+    if !spec.is_global() && !ipam.has_subdivision(&spec.scope) {
+        return Err(CoreError::InvalidEvent {
+            name: spec.name.clone(),
+            message: format!(
+                "scope = {:?}: unknown subdivision (use \"*\" for every subdivision)",
+                spec.scope
+            ),
+        });
+    }
+    Ok(())
 }
 
 /// `field: stored X, configured Y` for every top-level field that differs.

@@ -10,6 +10,7 @@
 pub mod backtest;
 pub mod calibrate;
 pub mod error;
+pub mod events;
 pub mod models;
 /// The model trait and the seasonal naive reference (re-exported under their first name).
 pub use models as model;

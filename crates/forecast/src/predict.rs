@@ -154,7 +154,10 @@ fn empirical(base: f64, samples: &[f64], levels: &[f64]) -> Quantiles {
 
 /// Increase from the alive count at origin `t` to the highest peak of the next `k` steps.
 fn peak_increase(s: &Series, t: usize, k: usize) -> f64 {
-    let hi = s.peak[t..t + k].iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let hi = s.peak[t..t + k]
+        .iter()
+        .copied()
+        .fold(f64::NEG_INFINITY, f64::max);
     hi - s.alive_end[t - 1]
 }
 
@@ -191,8 +194,12 @@ pub fn forecast_subdivision(
                 continue;
             }
             let mean = (p.alive_end.iter().sum::<f64>() / pn as f64).max(1.0);
-            inc.extend(same_phase(pn, now, k, opts.season, |t| peak_increase(p, t, k) / mean));
-            cre.extend(same_phase(pn, now, k, opts.season, |t| creations_sum(p, t, k) / mean));
+            inc.extend(same_phase(pn, now, k, opts.season, |t| {
+                peak_increase(p, t, k) / mean
+            }));
+            cre.extend(same_phase(pn, now, k, opts.season, |t| {
+                creations_sum(p, t, k) / mean
+            }));
         }
         inc.sort_by(f64::total_cmp);
         cre.sort_by(f64::total_cmp);
@@ -207,11 +214,7 @@ pub fn forecast_subdivision(
             f64::NAN,
         )
     } else {
-        let mut sel = Selector::new(
-            &base_candidates(opts.season),
-            Combine::Best,
-            opts.window,
-        );
+        let mut sel = Selector::new(&base_candidates(opts.season), Combine::Best, opts.window);
         // Replay the calibration window to collect k-step errors, then fit on everything.
         let mut cal = Calibrator::new(k, opts.window);
         let start = n.saturating_sub(opts.window).max(sel.min_len());
@@ -326,13 +329,22 @@ mod tests {
         assert_eq!(f.demand_score, 6000.0);
         assert!(f.peak.at(0.95) >= 60.0);
         // Quiet hours: no peak expected.
-        let quiet = forecast_subdivision("a", &series_from_alive(&alive[..24 * 7 + 12]), &[], 100.0, &opts).unwrap();
+        let quiet = forecast_subdivision(
+            "a",
+            &series_from_alive(&alive[..24 * 7 + 12]),
+            &[],
+            100.0,
+            &opts,
+        )
+        .unwrap();
         assert_eq!(quiet.peak.point, 10.0);
     }
 
     #[test]
     fn cold_start_borrows_from_peers_and_says_so() {
-        let peer_alive: Vec<f64> = (0..24 * 7).map(|t| if t % 24 == 9 { 200.0 } else { 100.0 }).collect();
+        let peer_alive: Vec<f64> = (0..24 * 7)
+            .map(|t| if t % 24 == 9 { 200.0 } else { 100.0 })
+            .collect();
         let peer = series_from_alive(&peer_alive);
         // A new subdivision with 5 hours of history at a level of 10, ending at 08:00.
         let young = series_from_alive(&[10.0, 10.0, 10.0, 10.0, 10.0]);

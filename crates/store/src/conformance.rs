@@ -19,8 +19,8 @@
 use std::net::{IpAddr, Ipv4Addr};
 
 use cidrcast_core::model::{
-    Change, CoolingRecord, EventKind, HomeRecord, LeaseRecord, PoolSpec, Reason, ShardRecord,
-    ShardState, Snapshot, SubdivisionSpec, Transition, VmEvent,
+    Change, CoolingRecord, EventKind, ExternalEventSpec, HomeRecord, LeaseRecord, PoolSpec, Reason,
+    ShardRecord, ShardState, Snapshot, SubdivisionSpec, Transition, VmEvent,
 };
 use ipnet::{IpNet, Ipv4Net};
 
@@ -36,7 +36,9 @@ pub fn run_all<S: Store>(mut make: impl FnMut() -> S, mut reopen: impl FnMut(S) 
     times_round_trip(&make());
     large_batch(&make());
     concurrent_commits(&make());
+    external_events(&make());
     reopen_preserves_everything(make(), &mut reopen);
+    external_events_survive_reopen(make(), &mut reopen);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -141,6 +143,18 @@ pub fn transition(time: f64, pool: &str, prefix: &str, to: ShardState) -> Transi
     }
 }
 
+/// A scheduled external event `name` over `[start, end)` in `scope`, adding 10 VMs.
+pub fn external_event(name: &str, scope: &str, start: f64, end: f64) -> ExternalEventSpec {
+    ExternalEventSpec {
+        name: name.to_string(),
+        start,
+        end,
+        scope: scope.to_string(),
+        extra_vms: Some(10.0),
+        multiplier: None,
+    }
+}
+
 fn net(s: &str) -> IpNet {
     s.parse().expect("valid prefix")
 }
@@ -168,6 +182,10 @@ fn all_transitions<S: Store>(store: &S) -> Vec<(u64, Transition)> {
     store.transitions(0, usize::MAX).expect("transitions")
 }
 
+fn all_external<S: Store>(store: &S) -> Vec<ExternalEventSpec> {
+    store.external_events().expect("external events")
+}
+
 // ---------------------------------------------------------------------------------------------
 // Cases.
 
@@ -177,6 +195,7 @@ pub fn empty_store<S: Store>(store: &S) {
     assert_eq!(store.counts().expect("counts"), StoreCounts::default());
     assert!(all_events(store).is_empty());
     assert!(all_transitions(store).is_empty());
+    assert!(all_external(store).is_empty());
     // An empty batch is a no-op.
     commit(store, &[]);
     assert_eq!(load(store), Snapshot::default());
@@ -620,6 +639,192 @@ pub fn concurrent_commits<S: Store>(store: &S) {
     vms.sort();
     let leases: Vec<String> = load(store).leases.into_iter().map(|l| l.vm_id).collect();
     assert_eq!(vms, leases);
+}
+
+/// Scheduled external events: puts (create or replace by name), deletes (of missing names too),
+/// order by name, atomicity with the other changes of a batch; they stay out of the snapshot.
+pub fn external_events<S: Store>(store: &S) {
+    let launch = external_event("launch", "s1", 100.0, 200.0);
+    let sale = ExternalEventSpec {
+        extra_vms: None,
+        multiplier: Some(1.5),
+        ..external_event("black-friday", "*", 1_700_000_000.5, 1_700_086_400.25)
+    };
+    // With other changes, in one batch.
+    commit(
+        store,
+        &[
+            Change::PutLease(lease(1)),
+            Change::PutExternalEvent(launch.clone()),
+            Change::Event(event(1)),
+            Change::PutExternalEvent(sale.clone()),
+        ],
+    );
+    assert_eq!(
+        all_external(store),
+        vec![sale.clone(), launch.clone()],
+        "sorted by name"
+    );
+    let snapshot = load(store);
+    assert_eq!(snapshot.leases, vec![lease(1)]);
+    assert_eq!(all_events(store).len(), 1);
+    let counts = store.counts().expect("counts");
+    assert_eq!(
+        (counts.leases, counts.events),
+        (1, 1),
+        "events are not counted"
+    );
+
+    // Overwrite by name, delete, delete of a missing name; a put then a delete in one batch leaves
+    // nothing, a delete then a put leaves the put.
+    let launch2 = ExternalEventSpec {
+        end: 250.0,
+        multiplier: Some(2.0),
+        scope: "s2".to_string(),
+        ..launch.clone()
+    };
+    let migration = external_event("migration", "s1", 0.0, 1.0);
+    commit(
+        store,
+        &[
+            Change::PutExternalEvent(launch2.clone()),
+            Change::DeleteExternalEvent {
+                name: "black-friday".to_string(),
+            },
+            Change::DeleteExternalEvent {
+                name: "never-stored".to_string(),
+            },
+            Change::PutExternalEvent(external_event("flash", "*", 5.0, 6.0)),
+            Change::DeleteExternalEvent {
+                name: "flash".to_string(),
+            },
+            Change::DeleteExternalEvent {
+                name: "migration".to_string(),
+            },
+            Change::PutExternalEvent(migration.clone()),
+        ],
+    );
+    assert_eq!(
+        all_external(store),
+        vec![launch2.clone(), migration.clone()]
+    );
+    assert_eq!(
+        load(store),
+        snapshot,
+        "external events are not in the snapshot"
+    );
+
+    // A failed batch leaves the events as they were.
+    let before = all_external(store);
+    let bad_lease = LeaseRecord {
+        created: f64::NAN,
+        ..lease(2)
+    };
+    let err = store
+        .commit(&[
+            Change::PutExternalEvent(external_event("new", "*", 1.0, 2.0)),
+            Change::DeleteExternalEvent {
+                name: "launch".to_string(),
+            },
+            Change::PutLease(bad_lease),
+        ])
+        .expect_err("a batch holding a NaN time must be refused");
+    assert!(matches!(err, StoreError::Invalid { .. }), "{err:?}");
+    assert_eq!(
+        all_external(store),
+        before,
+        "nothing of a failed batch is visible"
+    );
+
+    // Every number of an event is checked; the other changes of the batch are not applied.
+    let non_finite = [
+        ExternalEventSpec {
+            start: f64::NEG_INFINITY,
+            ..launch.clone()
+        },
+        ExternalEventSpec {
+            end: f64::INFINITY,
+            ..launch.clone()
+        },
+        ExternalEventSpec {
+            extra_vms: Some(f64::NAN),
+            ..launch.clone()
+        },
+        ExternalEventSpec {
+            multiplier: Some(f64::INFINITY),
+            ..launch.clone()
+        },
+    ];
+    for bad in non_finite {
+        let batch = [
+            Change::DeleteExternalEvent {
+                name: "migration".to_string(),
+            },
+            Change::PutLease(lease(3)),
+            Change::PutExternalEvent(bad),
+        ];
+        let err = store
+            .commit(&batch)
+            .expect_err("non-finite number accepted");
+        assert!(matches!(err, StoreError::Invalid { .. }), "{err:?}");
+        assert!(err.to_string().contains("launch"), "names the event: {err}");
+    }
+    assert_eq!(all_external(store), before);
+    assert_eq!(load(store), snapshot);
+
+    // Numbers load back bit for bit.
+    let precise = ExternalEventSpec {
+        start: 0.1 + 0.2,
+        end: 1_722_000_000.123_456_7,
+        extra_vms: Some(1.0 / 3.0),
+        multiplier: Some(1.0715660391465826e-75),
+        ..launch.clone()
+    };
+    commit(store, &[Change::PutExternalEvent(precise.clone())]);
+    let got = all_external(store);
+    let stored = got.iter().find(|e| e.name == "launch").expect("launch");
+    assert_eq!(stored.start.to_bits(), precise.start.to_bits());
+    assert_eq!(stored.end.to_bits(), precise.end.to_bits());
+    assert_eq!(
+        stored.extra_vms.map(f64::to_bits),
+        precise.extra_vms.map(f64::to_bits)
+    );
+    assert_eq!(
+        stored.multiplier.map(f64::to_bits),
+        precise.multiplier.map(f64::to_bits)
+    );
+}
+
+/// Scheduled external events survive a reopen and can still be changed after it.
+pub fn external_events_survive_reopen<S: Store>(store: S, reopen: &mut impl FnMut(S) -> S) {
+    let a = external_event("a", "s1", 10.0, 20.0);
+    let b = ExternalEventSpec {
+        multiplier: Some(3.0),
+        ..external_event("b", "*", 15.0, 30.0)
+    };
+    commit(
+        &store,
+        &[
+            Change::PutPool(pool("v4", "10.0.0.0/16")),
+            Change::PutExternalEvent(b.clone()),
+            Change::PutExternalEvent(a.clone()),
+        ],
+    );
+    let store = reopen(store);
+    assert_eq!(
+        all_external(&store),
+        vec![a.clone(), b.clone()],
+        "after reopen"
+    );
+    assert_eq!(load(&store).pools.len(), 1);
+    commit(
+        &store,
+        &[Change::DeleteExternalEvent {
+            name: "a".to_string(),
+        }],
+    );
+    let store = reopen(store);
+    assert_eq!(all_external(&store), vec![b], "a delete survives a reopen");
 }
 
 /// Reopening preserves everything, and the logs continue their numbering.

@@ -4,7 +4,10 @@
 //! them atomically and durably, and [`Store::load`] returns a [`Snapshot`] of everything live to
 //! rebuild the allocator after a restart. Two append-only logs sit beside the live records: the VM
 //! event history ([`Change::Event`]) and the shard transition log ([`Change::Transition`]), each
-//! numbered by the store with sequence numbers starting at 1.
+//! numbered by the store with sequence numbers starting at 1. Scheduled external events
+//! ([`ExternalEventSpec`], written by [`Change::PutExternalEvent`] / [`Change::DeleteExternalEvent`])
+//! are kept in a table of their own, keyed by name, outside the [`Snapshot`]; read them with
+//! [`Store::external_events`].
 //!
 //! Backends:
 //! * [`RedbStore`]: the embedded default, one [redb](https://docs.rs/redb) file `cidrcast.redb` in a
@@ -19,14 +22,15 @@
 //!   nothing); puts overwrite; deletes of missing keys are no-ops.
 //! * A batch is all or nothing: after `Err`, no change of it is visible and no sequence number was
 //!   consumed.
-//! * Times must be finite: a record holding a NaN or infinite time is refused with
-//!   [`StoreError::Invalid`] (JSON cannot represent it, so it could not be loaded back).
+//! * Times (and the numbers of external events) must be finite: a record holding a NaN or
+//!   infinite one is refused with [`StoreError::Invalid`] (JSON cannot represent it, so it could
+//!   not be loaded back).
 //! * Group commit is the caller's job: one `commit` call is one transaction (one fsync in
 //!   [`RedbStore`]), whatever the size of the batch.
 
 use std::sync::Arc;
 
-use cidrcast_core::model::{Change, Snapshot, Transition, VmEvent};
+use cidrcast_core::model::{Change, ExternalEventSpec, Snapshot, Transition, VmEvent};
 
 pub mod conformance;
 mod error;
@@ -70,6 +74,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// Number of events, transitions, live leases and non-free shards stored.
     fn counts(&self) -> Result<StoreCounts, StoreError>;
+
+    /// Every scheduled external event, sorted by name (empty when none was ever stored).
+    fn external_events(&self) -> Result<Vec<ExternalEventSpec>, StoreError>;
 }
 
 macro_rules! forward_store {
@@ -94,6 +101,9 @@ macro_rules! forward_store {
             fn counts(&self) -> Result<StoreCounts, StoreError> {
                 (**self).counts()
             }
+            fn external_events(&self) -> Result<Vec<ExternalEventSpec>, StoreError> {
+                (**self).external_events()
+            }
         }
     )*};
 }
@@ -111,6 +121,7 @@ pub(crate) mod table {
     pub const EVENTS: &str = "events";
     pub const TRANSITIONS: &str = "transitions";
     pub const META: &str = "meta";
+    pub const EXTERNAL_EVENTS: &str = "external_events";
 }
 
 /// Refuses changes that could not be stored and loaded back faithfully.
@@ -124,10 +135,14 @@ pub(crate) fn validate(change: &Change) -> Result<(), StoreError> {
         if value.is_finite() {
             Ok(())
         } else {
+            let what = match field {
+                "extra_vms" | "multiplier" => "numbers",
+                _ => "times",
+            };
             Err(StoreError::Invalid {
                 table,
                 key: key(),
-                reason: format!("{field} is {value}, times must be finite"),
+                reason: format!("{field} is {value}, {what} must be finite"),
             })
         }
     }
@@ -145,6 +160,18 @@ pub(crate) fn validate(change: &Change) -> Result<(), StoreError> {
         Change::Event(e) => finite(e.time, table::EVENTS, "time", || {
             format!("{} {} at the next seq", e.kind, e.vm_id)
         }),
+        Change::PutExternalEvent(e) => {
+            let key = || e.name.clone();
+            finite(e.start, table::EXTERNAL_EVENTS, "start", key)?;
+            finite(e.end, table::EXTERNAL_EVENTS, "end", key)?;
+            if let Some(x) = e.extra_vms {
+                finite(x, table::EXTERNAL_EVENTS, "extra_vms", key)?;
+            }
+            if let Some(m) = e.multiplier {
+                finite(m, table::EXTERNAL_EVENTS, "multiplier", key)?;
+            }
+            Ok(())
+        }
         Change::PutPool(_)
         | Change::DeletePool { .. }
         | Change::PutSubdivision(_)
@@ -153,6 +180,7 @@ pub(crate) fn validate(change: &Change) -> Result<(), StoreError> {
         | Change::DeleteHome { .. }
         | Change::DeleteShard { .. }
         | Change::DeleteLease { .. }
-        | Change::DeleteCooling { .. } => Ok(()),
+        | Change::DeleteCooling { .. }
+        | Change::DeleteExternalEvent { .. } => Ok(()),
     }
 }

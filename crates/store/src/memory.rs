@@ -6,8 +6,8 @@ use std::ops::Bound;
 use std::sync::{Mutex, MutexGuard};
 
 use cidrcast_core::model::{
-    Change, CoolingRecord, HomeRecord, LeaseRecord, PoolSpec, ShardRecord, Snapshot,
-    SubdivisionSpec, Transition, VmEvent,
+    Change, CoolingRecord, ExternalEventSpec, HomeRecord, LeaseRecord, PoolSpec, ShardRecord,
+    Snapshot, SubdivisionSpec, Transition, VmEvent,
 };
 use ipnet::IpNet;
 
@@ -32,6 +32,7 @@ struct Inner {
     cooling: BTreeMap<(String, IpAddr), CoolingRecord>,
     events: BTreeMap<u64, VmEvent>,
     transitions: BTreeMap<u64, Transition>,
+    external_events: BTreeMap<String, ExternalEventSpec>,
     /// Last sequence numbers handed out (0: none yet).
     last_event: u64,
     last_transition: u64,
@@ -144,6 +145,12 @@ impl Store for MemoryStore {
                     inner.last_event += 1;
                     inner.events.insert(inner.last_event, e.clone());
                 }
+                Change::PutExternalEvent(e) => {
+                    inner.external_events.insert(e.name.clone(), e.clone());
+                }
+                Change::DeleteExternalEvent { name } => {
+                    inner.external_events.remove(name);
+                }
             }
         }
         inner.commits += 1;
@@ -166,5 +173,9 @@ impl Store for MemoryStore {
             leases: inner.leases.len() as u64,
             shards: inner.shards.len() as u64,
         })
+    }
+
+    fn external_events(&self) -> Result<Vec<ExternalEventSpec>, StoreError> {
+        Ok(self.lock().external_events.values().cloned().collect())
     }
 }

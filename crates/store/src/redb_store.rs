@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use cidrcast_core::model::{Change, Snapshot, Transition, VmEvent};
+use cidrcast_core::model::{Change, ExternalEventSpec, Snapshot, Transition, VmEvent};
 use redb::{
     Builder, Database, DatabaseError, Key, ReadTransaction, ReadableDatabase, ReadableTable,
     ReadableTableMetadata, Table, TableDefinition, TableError, TableHandle, WriteTransaction,
@@ -39,6 +39,7 @@ const COOLING: TableDefinition<(&str, &str), Json> = TableDefinition::new(name::
 const EVENTS: TableDefinition<u64, Json> = TableDefinition::new(name::EVENTS);
 const TRANSITIONS: TableDefinition<u64, Json> = TableDefinition::new(name::TRANSITIONS);
 const META: TableDefinition<&str, u64> = TableDefinition::new(name::META);
+const EXTERNAL_EVENTS: TableDefinition<&str, Json> = TableDefinition::new(name::EXTERNAL_EVENTS);
 
 /// Tuning of a [`RedbStore`].
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -82,10 +83,15 @@ impl Default for RedbOptions {
 /// | `events`       | `u64` seq (from 1)                    | `VmEvent` json        |
 /// | `transitions`  | `u64` seq (from 1)                    | `Transition` json     |
 /// | `meta`         | `&str`                                | `u64`                 |
+/// | `external_events` | `&str` event name                  | `ExternalEventSpec` json |
 ///
 /// `meta` holds `schema_version` (checked on open), `next_event_seq` and `next_transition_seq`
 /// (the seq the next appended entry gets; both start at 1). Every table is created, and `meta`
 /// filled, by the first open, in one transaction.
+///
+/// `external_events` came after the first release of schema version 1 and is compatible with it:
+/// a database laid out without it opens as is, reads of it return nothing, and the first commit
+/// that puts or deletes an external event creates it (in that commit's transaction).
 pub struct RedbStore {
     db: Database,
     path: PathBuf,
@@ -248,6 +254,7 @@ impl RedbStore {
             self.open_write(&txn, COOLING)?;
             self.open_write(&txn, EVENTS)?;
             self.open_write(&txn, TRANSITIONS)?;
+            self.open_write(&txn, EXTERNAL_EVENTS)?;
             let mut meta = self.open_write(&txn, META)?;
             for (key, value) in [
                 (META_SCHEMA, SCHEMA_VERSION),
@@ -350,6 +357,8 @@ impl RedbStore {
         let first_event = self.next_seq(&meta, META_NEXT_EVENT)?;
         let first_transition = self.next_seq(&meta, META_NEXT_TRANSITION)?;
         let (mut next_event, mut next_transition) = (first_event, first_transition);
+        // Opened (created, in a database laid out before it existed) only when a change needs it.
+        let mut external = None;
 
         for change in batch {
             // Validated one by one while writing, so that a refused change genuinely rolls back
@@ -418,6 +427,20 @@ impl RedbStore {
                 Change::Event(e) => {
                     self.put(&mut events, name::EVENTS, next_event, e)?;
                     next_event += 1;
+                }
+                Change::PutExternalEvent(e) => {
+                    let table = match &mut external {
+                        Some(t) => t,
+                        None => external.insert(self.open_write(txn, EXTERNAL_EVENTS)?),
+                    };
+                    self.put(table, name::EXTERNAL_EVENTS, e.name.as_str(), e)?
+                }
+                Change::DeleteExternalEvent { name: event } => {
+                    let table = match &mut external {
+                        Some(t) => t,
+                        None => external.insert(self.open_write(txn, EXTERNAL_EVENTS)?),
+                    };
+                    self.delete(table, name::EXTERNAL_EVENTS, event.as_str())?
                 }
             }
         }
@@ -570,5 +593,19 @@ impl Store for RedbStore {
             leases: self.table_len(&rtxn, LEASES)?,
             shards: self.table_len(&rtxn, SHARDS)?,
         })
+    }
+
+    fn external_events(&self) -> Result<Vec<ExternalEventSpec>, StoreError> {
+        let rtxn = self.begin_read()?;
+        // A database laid out before the table existed has none: that is no event, not an error.
+        match rtxn.open_table(EXTERNAL_EVENTS) {
+            Err(TableError::TableDoesNotExist(_)) => Ok(Vec::new()),
+            Err(e) => Err(self.fail(format!("open table {}", name::EXTERNAL_EVENTS), e)),
+            Ok(table) => {
+                drop(table);
+                // Keys are names; redb orders `&str` keys bytewise, as `String`'s `Ord` does.
+                self.read_all(&rtxn, EXTERNAL_EVENTS, name::EXTERNAL_EVENTS)
+            }
+        }
     }
 }

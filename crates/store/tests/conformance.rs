@@ -202,3 +202,69 @@ fn redb_store_is_usable_as_a_trait_object() {
         .expect("commit");
     assert_eq!(store.load().expect("load").pools.len(), 1);
 }
+
+/// A database laid out by a build that had no `external_events` table (schema version 1 as first
+/// released): it opens, reads no external event, and the first commit of one creates the table.
+#[test]
+fn redb_database_without_external_events_table_opens_and_upgrades() {
+    use redb::TableDefinition;
+    type Json = &'static [u8];
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let path = tmp.path().join(DB_FILE_NAME);
+    {
+        let db = redb::Database::create(&path).expect("create");
+        let txn = db.begin_write().expect("begin");
+        for name in ["pools", "subdivisions", "leases"] {
+            txn.open_table(TableDefinition::<&str, Json>::new(name))
+                .expect("table");
+        }
+        for name in ["homes", "shards", "cooling"] {
+            txn.open_table(TableDefinition::<(&str, &str), Json>::new(name))
+                .expect("table");
+        }
+        for name in ["events", "transitions"] {
+            txn.open_table(TableDefinition::<u64, Json>::new(name))
+                .expect("table");
+        }
+        {
+            let mut meta = txn
+                .open_table(TableDefinition::<&str, u64>::new("meta"))
+                .expect("meta");
+            meta.insert("schema_version", SCHEMA_VERSION)
+                .expect("insert");
+            meta.insert("next_event_seq", 1).expect("insert");
+            meta.insert("next_transition_seq", 1).expect("insert");
+        }
+        txn.commit().expect("commit");
+    }
+    let store = RedbStore::open(tmp.path()).expect("open a database without the table");
+    assert!(store
+        .external_events()
+        .expect("read a missing table")
+        .is_empty());
+    // A commit without external events works and does not need the table either.
+    store
+        .commit(&[Change::PutLease(lease(1)), Change::Event(event(1))])
+        .expect("commit");
+    assert!(store.external_events().expect("external events").is_empty());
+    let launch = conformance::external_event("launch", "s1", 1.0, 2.0);
+    store
+        .commit(&[Change::PutExternalEvent(launch.clone())])
+        .expect("the first external event creates the table");
+    drop(store);
+    let store = RedbStore::open(tmp.path()).expect("reopen");
+    assert_eq!(store.external_events().expect("after reopen"), vec![launch]);
+    assert_eq!(store.load().expect("load").leases, vec![lease(1)]);
+}
+
+#[test]
+fn redb_delete_of_an_external_event_in_a_database_without_the_table() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let store = RedbStore::open(tmp.path()).expect("open");
+    store
+        .commit(&[Change::DeleteExternalEvent {
+            name: "missing".to_string(),
+        }])
+        .expect("deleting a missing event is a no-op");
+    assert!(store.external_events().expect("events").is_empty());
+}

@@ -24,6 +24,7 @@ pub struct Applied {
     pub cooling: BTreeMap<(String, String), Change>,
     pub events: usize,
     pub transitions: usize,
+    pub external_events: usize,
 }
 
 impl Applied {
@@ -71,6 +72,10 @@ impl Applied {
                 }
                 Change::Transition(_) => self.transitions += 1,
                 Change::Event(_) => self.events += 1,
+                // Never journaled by the allocator; counted so that a test would notice.
+                Change::PutExternalEvent(_) | Change::DeleteExternalEvent { .. } => {
+                    self.external_events += 1
+                }
             }
         }
     }

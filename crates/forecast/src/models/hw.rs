@@ -268,7 +268,11 @@ mod tests {
             / 24.0;
         assert!(mae < 1.5, "mae {mae}");
         // Much better than repeating the last value.
-        let flat: f64 = y[24 * 7..].iter().map(|v| (v - y[24 * 7 - 1]).abs()).sum::<f64>() / 24.0;
+        let flat: f64 = y[24 * 7..]
+            .iter()
+            .map(|v| (v - y[24 * 7 - 1]).abs())
+            .sum::<f64>()
+            / 24.0;
         assert!(mae < flat / 3.0, "mae {mae} vs flat {flat}");
         assert!(f.iter().all(|s| s.sigma.is_finite() && s.sigma > 0.0));
         assert!(f[23].sigma >= f[0].sigma);
@@ -300,6 +304,9 @@ mod tests {
         let zeros = vec![0.0; 100];
         let mut z = HoltWinters::new(24);
         z.fit(&zeros).unwrap();
-        assert!(z.forecast(5).iter().all(|s| s.point == 0.0 && s.sigma == 0.0));
+        assert!(z
+            .forecast(5)
+            .iter()
+            .all(|s| s.point == 0.0 && s.sigma == 0.0));
     }
 }

@@ -275,7 +275,10 @@ mod tests {
         let mut s = Selector::new(&makers(), Combine::Weighted, 24);
         s.fit(&y[..24 * 4]).unwrap();
         let w = s.weights();
-        assert!(w[0] > 0.99 && (w.iter().sum::<f64>() - 1.0).abs() < 1e-9, "{w:?}");
+        assert!(
+            w[0] > 0.99 && (w.iter().sum::<f64>() - 1.0).abs() < 1e-9,
+            "{w:?}"
+        );
         s.update(y[24 * 4]);
         assert_eq!(s.name(), "ensemble");
     }

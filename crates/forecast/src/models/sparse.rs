@@ -110,7 +110,13 @@ mod tests {
     fn jumps_at_the_hour_they_happen() {
         // Every day at 09:00 the count jumps by 20, and falls back at 17:00.
         let y: Vec<f64> = (0..24 * 6)
-            .map(|t| if (9..17).contains(&(t % 24)) { 25.0 } else { 5.0 })
+            .map(|t| {
+                if (9..17).contains(&(t % 24)) {
+                    25.0
+                } else {
+                    5.0
+                }
+            })
             .collect();
         let mut m = EmpiricalChange::new(24);
         // History ends at 08:00 of day 6: the next step is 09:00.
