@@ -6,6 +6,7 @@ use std::path::Path;
 use anyhow::{bail, Result};
 use cidrcast_forecast::backtest::{average, backtest_series, Protocol, Score};
 use cidrcast_forecast::models::select::{base_candidates, Combine, Maker, Selector};
+use cidrcast_forecast::models::mstl::Mstl;
 use cidrcast_forecast::models::Model;
 use cidrcast_forecast::{build_series, parse_duration, Target};
 use cidrcast_trace::{ReadOptions, TraceReader};
@@ -66,6 +67,10 @@ fn steps(what: &'static str, text: &str, resolution: f64) -> Result<usize> {
 /// The models scored: every base candidate, then per-series selection and the ensemble over them.
 fn models(season: usize, window: usize) -> Vec<Maker> {
     let mut all = base_candidates(season);
+    // MSTL + AutoETS is scored on its own; it is too slow to refit per series inside the
+    // selection at 5-minute resolution (tens of ms per 2,016-point fit).
+    all.push(Box::new(move || Box::new(Mstl::new(vec![season])) as Box<dyn Model>));
+    all.push(Box::new(move || Box::new(Mstl::new(vec![season, season * 7])) as Box<dyn Model>));
     all.push(Box::new(move || {
         Box::new(Selector::new(
             &base_candidates(season),

@@ -27,7 +27,7 @@ pub const ADAPTED: [f64; 11] = [
 ];
 
 /// Step size of the online adaptation of quantile levels.
-pub const ADAPT_RATE: f64 = 0.05;
+pub const ADAPT_RATE: f64 = 0.1;
 
 /// Recent errors per step ahead.
 #[derive(Clone, Debug)]
