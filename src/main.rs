@@ -143,8 +143,8 @@ enum Command {
         /// Only the N subdivisions with the most creations.
         #[arg(long)]
         top: Option<usize>,
-        /// Recent errors kept per step ahead to calibrate the intervals.
-        #[arg(long, default_value = "7d")]
+        /// Recent errors kept per step ahead to calibrate the intervals and to select models.
+        #[arg(long, default_value = "3d")]
         calibration_window: String,
     },
     /// Replay a real trace through the allocator and summarise (default: the bundled slice).

@@ -27,13 +27,37 @@ pub const ADAPTED: [f64; 11] = [
 ];
 
 /// Step size of the online adaptation of quantile levels.
-pub const ADAPT_RATE: f64 = 0.1;
+pub const ADAPT_RATE: f64 = 0.05;
+
+/// Range of an adapted level. Beyond [0, 1] the quantile stays at the extreme error, but the level
+/// keeps its excess, so the adaptation keeps its accounting instead of being clipped.
+const LEVEL_MIN: f64 = 0.0005;
+const LEVEL_MAX: f64 = 0.9995;
+
+/// The quantile of sorted errors at `level`, interpolated (type 7); the extreme errors beyond
+/// [0, 1].
+pub fn sorted_quantile(sorted: &[f64], level: f64) -> f64 {
+    let Some((&lo, &hi)) = sorted.first().zip(sorted.last()) else {
+        return 0.0;
+    };
+    if level >= 1.0 {
+        return hi;
+    }
+    if level <= 0.0 {
+        return lo;
+    }
+    let pos = level * (sorted.len() - 1) as f64;
+    let (a, b) = (pos.floor() as usize, pos.ceil() as usize);
+    sorted[a] + (sorted[b] - sorted[a]) * (pos - a as f64)
+}
 
 /// Recent errors per step ahead.
 #[derive(Clone, Debug)]
 pub struct Calibrator {
     window: usize,
     errors: Vec<VecDeque<f64>>,
+    /// The same errors, sorted (kept in step with `errors`).
+    sorted: Vec<Vec<f64>>,
     /// Per step: the level in use for each of [`ADAPTED`].
     levels: Vec<[f64; ADAPTED.len()]>,
 }
@@ -44,28 +68,36 @@ impl Calibrator {
         Calibrator {
             window: window.max(1),
             errors: vec![VecDeque::new(); horizon.max(1)],
+            sorted: vec![Vec::new(); horizon.max(1)],
             levels: vec![ADAPTED; horizon.max(1)],
         }
     }
 
     /// Records the error of a `step`-ahead forecast (1-based).
     pub fn record(&mut self, step: usize, actual: f64, predicted: f64) {
-        let Some(q) = self.errors.get_mut(step - 1) else {
-            return;
-        };
         let e = actual - predicted;
-        if q.len() >= MIN_ERRORS {
-            let levels = &mut self.levels[step - 1];
-            for (target, level) in ADAPTED.iter().zip(levels.iter_mut()) {
-                let hit = e <= empirical_quantile(q.iter().copied(), *level);
+        if step == 0 || step > self.errors.len() || !e.is_finite() {
+            return;
+        }
+        let i = step - 1;
+        let sorted = &mut self.sorted[i];
+        if sorted.len() >= MIN_ERRORS {
+            for (target, level) in ADAPTED.iter().zip(self.levels[i].iter_mut()) {
+                let hit = e <= sorted_quantile(sorted, *level);
                 *level = (*level + ADAPT_RATE * (target - f64::from(u8::from(hit))))
-                    .clamp(0.0005, 0.9995);
+                    .clamp(LEVEL_MIN, LEVEL_MAX);
             }
         }
+        let q = &mut self.errors[i];
         if q.len() == self.window {
-            q.pop_front();
+            if let Some(old) = q.pop_front() {
+                let at = sorted.partition_point(|x| *x < old);
+                sorted.remove(at);
+            }
         }
         q.push_back(e);
+        let at = sorted.partition_point(|x| *x < e);
+        sorted.insert(at, e);
     }
 
     /// The level in use for quantile `q` at `step` (adapted when `q` is one of [`ADAPTED`]).
@@ -87,7 +119,7 @@ impl Calibrator {
         let errs = self.errors.get(step - 1);
         match errs {
             Some(e) if e.len() >= MIN_ERRORS => {
-                f.point + empirical_quantile(e.iter().copied(), self.level(step, q))
+                f.point + sorted_quantile(&self.sorted[step - 1], self.level(step, q))
             }
             _ => f.point + normal_quantile(q) * if f.sigma.is_finite() { f.sigma } else { 0.0 },
         }
@@ -97,13 +129,8 @@ impl Calibrator {
 /// The empirical quantile of `errors` at level `q`, interpolated between order statistics (type 7).
 pub fn empirical_quantile(errors: impl Iterator<Item = f64>, q: f64) -> f64 {
     let mut v: Vec<f64> = errors.filter(|e| e.is_finite()).collect();
-    if v.is_empty() {
-        return 0.0;
-    }
     v.sort_by(f64::total_cmp);
-    let pos = q.clamp(0.0, 1.0) * (v.len() - 1) as f64;
-    let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
-    v[lo] + (v[hi] - v[lo]) * (pos - lo as f64)
+    sorted_quantile(&v, q.clamp(0.0, 1.0))
 }
 
 /// The finite-sample conformal quantile of `errors` at level `q`: for `q >= 0.5` the
@@ -137,9 +164,8 @@ mod tests {
         assert_eq!(conformal_quantile(e.iter().copied(), 0.5), 10.0);
     }
 
-    #[test]
-    fn calibrated_intervals_cover_what_they_claim_on_skewed_errors() {
-        // Errors from a skewed distribution: a Gaussian interval would be wrong on both sides.
+    /// Online coverage: interval first, then the actual, then the error is recorded.
+    fn online_coverage(draw: impl Fn(f64) -> f64, steps: usize) -> (f64, f64) {
         let mut state = 12345u64;
         let mut next = move || {
             state = state
@@ -152,19 +178,48 @@ mod tests {
             point: 0.0,
             sigma: 1.0,
         };
-        let draw = |u: f64| -(1.0 - u).ln() * 3.0; // exponential, mean 3
         for _ in 0..500 {
             cal.record(1, draw(next()), 0.0);
         }
-        let (lo, hi) = (cal.quantile(1, f, 0.025), cal.quantile(1, f, 0.975));
-        let inside = (0..20_000)
-            .filter(|_| {
-                let y = draw(next());
-                y >= lo && y <= hi
-            })
-            .count() as f64
-            / 20_000.0;
-        assert!((0.93..=0.97).contains(&inside), "coverage {inside}");
+        let (mut in95, mut in80) = (0, 0);
+        for _ in 0..steps {
+            let y = draw(next());
+            in95 += usize::from(y >= cal.quantile(1, f, 0.025) && y <= cal.quantile(1, f, 0.975));
+            in80 += usize::from(y >= cal.quantile(1, f, 0.1) && y <= cal.quantile(1, f, 0.9));
+            cal.record(1, y, 0.0);
+        }
+        (in95 as f64 / steps as f64, in80 as f64 / steps as f64)
+    }
+
+    #[test]
+    fn calibrated_intervals_cover_what_they_claim_on_skewed_errors() {
+        // Exponential errors (mean 3): a Gaussian interval would be wrong on both sides.
+        let (c95, c80) = online_coverage(|u| -(1.0 - u).ln() * 3.0, 20_000);
+        assert!((0.93..=0.97).contains(&c95), "95%: {c95}");
+        assert!((0.77..=0.83).contains(&c80), "80%: {c80}");
+    }
+
+    #[test]
+    fn adaptation_corrects_over_coverage_on_discrete_errors() {
+        // Discrete errors, 60% exactly zero: a plain empirical quantile over-covers; the adapted
+        // levels bring the 95% interval back into range.
+        let draw = |u: f64| {
+            if u < 0.6 {
+                0.0
+            } else {
+                ((u - 0.6) * 50.0).floor() - 10.0
+            }
+        };
+        let (c95, _) = online_coverage(draw, 20_000);
+        assert!((0.93..=0.97).contains(&c95), "95%: {c95}");
+    }
+
+    #[test]
+    fn cold_calibrators_use_the_gaussian_interval() {
+        let f = Step {
+            point: 0.0,
+            sigma: 1.0,
+        };
         // Before MIN_ERRORS errors, the model's Gaussian interval is used.
         let cold = Calibrator::new(1, 10);
         assert!((cold.quantile(1, f, 0.975) - 1.959964).abs() < 1e-5);

@@ -285,7 +285,7 @@ pub fn default_options(horizon: usize, season: usize, levels: Vec<f64>) -> Optio
         horizon,
         season,
         levels,
-        window: 7 * season,
+        window: 3 * season,
         min_history: 2 * season + 2,
         phase: 0,
     }
