@@ -90,3 +90,119 @@ fn backtest_rejects_bad_arguments_naming_them() {
     assert!(!missing.status.success());
     assert!(String::from_utf8_lossy(&missing.stderr).contains("nope.csv"));
 }
+
+#[test]
+fn forecast_reflects_a_scheduled_event_in_its_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let trace = daily_trace(dir.path());
+    let data = dir.path().join("data");
+    let args = [
+        "forecast",
+        "--events",
+        trace.to_str().unwrap(),
+        "--resolution",
+        "1h",
+        "--horizon",
+        "2h",
+        "--quantiles",
+        "0.5,0.95",
+    ];
+    let base = json_in(&data, dir.path(), &args);
+    let a = &base["subdivisions"][0];
+    assert_eq!(a["subdivision"].as_str(), Some("a"));
+    assert_eq!(a["cold_start"].as_bool(), Some(false));
+    assert_eq!(a["events"].as_array().map(Vec::len), Some(0));
+    let peak = a["peak"]["point"].as_f64().unwrap();
+    let end = base["history_end_s"].as_f64().unwrap();
+    // The history ends with hour 23 (28 VMs); those VMs live until 00:01, when the count falls
+    // to 5, then 6 at 01:01: the peak over the next two hours is the 28 still alive, the count at
+    // the horizon 6.
+    assert_eq!(peak, 28.0, "{a}");
+    assert_eq!(a["alive"]["point"].as_f64(), Some(6.0));
+    let added = Command::new(BIN)
+        .arg("--data")
+        .arg(&data)
+        .args(["subdivision", "add", "a"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(added.status.success());
+    json_in(
+        &data,
+        dir.path(),
+        &[
+            "event",
+            "add",
+            "launch",
+            "--start",
+            &(end + 3600.0).to_string(),
+            "--end",
+            &(end + 7200.0).to_string(),
+            "--scope",
+            "a",
+            "--extra-vms",
+            "100",
+        ],
+    );
+    let with = json_in(&data, dir.path(), &args);
+    let b = &with["subdivisions"][0];
+    assert_eq!(b["events"][0].as_str(), Some("launch"), "{b}");
+    let peak_with = b["peak"]["point"].as_f64().unwrap();
+    assert_eq!(peak_with, peak + 100.0, "{b}");
+    assert!(b["peak"]["quantiles"][1][1].as_f64().unwrap() >= peak_with);
+    // An event outside the horizon changes nothing.
+    json_in(
+        &data,
+        dir.path(),
+        &[
+            "event",
+            "add",
+            "later",
+            "--start",
+            &(end + 1e6).to_string(),
+            "--end",
+            &(end + 2e6).to_string(),
+            "--scope",
+            "*",
+            "--multiplier",
+            "3",
+        ],
+    );
+    let again = json_in(&data, dir.path(), &args);
+    assert_eq!(
+        again["subdivisions"][0]["peak"]["point"].as_f64(),
+        Some(peak_with)
+    );
+}
+
+#[test]
+fn forecast_rejects_bad_arguments_naming_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let trace = daily_trace(dir.path());
+    let run = |extra: &[&str]| {
+        let out = Command::new(BIN)
+            .args(["forecast", "--events", trace.to_str().unwrap()])
+            .args(extra)
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        String::from_utf8(out.stderr).unwrap()
+    };
+    assert!(run(&["--quantiles", "0.5,1.2"])
+        .contains("--quantiles: 1.2 must lie strictly between 0 and 1"));
+    assert!(run(&["--quantiles", "x"]).contains("\"x\" is not a number"));
+    assert!(run(&["--horizon", "0"]).contains("invalid horizon 0"));
+    assert!(run(&["--subdivision", "nope"]).contains("unknown subdivision `nope`"));
+    std::fs::write(
+        dir.path().join("empty.csv"),
+        "time_s,subdivision,event,vm_id,profile\n",
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args(["forecast", "--events", "empty.csv"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no VM events"));
+}

@@ -5,8 +5,8 @@ use std::path::Path;
 
 use anyhow::{bail, Result};
 use cidrcast_forecast::backtest::{average, backtest_series, Protocol, Score};
-use cidrcast_forecast::models::select::{base_candidates, Combine, Maker, Selector};
 use cidrcast_forecast::models::mstl::Mstl;
+use cidrcast_forecast::models::select::{base_candidates, Combine, Maker, Selector};
 use cidrcast_forecast::models::Model;
 use cidrcast_forecast::{build_series, parse_duration, Target};
 use cidrcast_trace::{ReadOptions, TraceReader};
@@ -69,8 +69,12 @@ fn models(season: usize, window: usize) -> Vec<Maker> {
     let mut all = base_candidates(season);
     // MSTL + AutoETS is scored on its own; it is too slow to refit per series inside the
     // selection at 5-minute resolution (tens of ms per 2,016-point fit).
-    all.push(Box::new(move || Box::new(Mstl::new(vec![season])) as Box<dyn Model>));
-    all.push(Box::new(move || Box::new(Mstl::new(vec![season, season * 7])) as Box<dyn Model>));
+    all.push(Box::new(move || {
+        Box::new(Mstl::new(vec![season])) as Box<dyn Model>
+    }));
+    all.push(Box::new(move || {
+        Box::new(Mstl::new(vec![season, season * 7])) as Box<dyn Model>
+    }));
     all.push(Box::new(move || {
         Box::new(Selector::new(
             &base_candidates(season),
@@ -287,7 +291,8 @@ fn mbps_per_vm(
 }
 
 pub fn forecast(ctx: &crate::context::Ctx, a: ForecastArgs) -> Result<()> {
-    use cidrcast_forecast::predict::{default_options, forecast_subdivision};
+    use cidrcast_forecast::events::{ancestors, covers, effects, in_scope};
+    use cidrcast_forecast::predict::{apply_events, default_options, forecast_subdivision};
     let levels = parse_quantiles(&a.quantiles)?;
     let resolution = parse_duration("resolution", &a.resolution)?;
     let horizon = steps("horizon", &a.horizon, resolution)?;
@@ -322,6 +327,22 @@ pub fn forecast(ctx: &crate::context::Ctx, a: ForecastArgs) -> Result<()> {
     let mut opts = default_options(horizon, season, levels.clone());
     opts.phase = ((set.start.rem_euclid(86400.0)) / resolution).floor() as usize;
     let mbps = mbps_per_vm(&evs, &ctx.config);
+    // Scheduled external events: the configuration's, and the store's when there is one.
+    let mut scheduled = ctx.config.events.clone();
+    let mut specs = ctx.config.subdivisions.clone();
+    if ctx.data_dir.exists() {
+        let engine = ctx.engine()?;
+        for e in engine.events()? {
+            if !scheduled.iter().any(|s| s.name == e.name) {
+                scheduled.push(e);
+            }
+        }
+        specs.extend(engine.read(|ipam| ipam.subdivision_specs())?);
+    }
+    let history_end = set.bucket_start(set.len);
+    let step_starts: Vec<f64> = (0..horizon)
+        .map(|i| history_end + i as f64 * resolution)
+        .collect();
     let all: Vec<&cidrcast_forecast::Series> = set.series.values().collect();
     let mut out = Vec::new();
     for (name, s) in &set.series {
@@ -333,19 +354,31 @@ pub fn forecast(ctx: &crate::context::Ctx, a: ForecastArgs) -> Result<()> {
             .copied()
             .filter(|p| !std::ptr::eq(*p, s))
             .collect();
-        out.push(forecast_subdivision(
+        let mut f = forecast_subdivision(
             name,
             s,
             &peers,
             mbps.get(name).copied().unwrap_or(0.0),
             &opts,
-        )?);
+        )?;
+        let anc = ancestors(name, &specs);
+        let effects = effects(name, &anc, &step_starts, resolution, &scheduled);
+        if apply_events(&mut f, &effects) {
+            f.events = scheduled
+                .iter()
+                .filter(|e| {
+                    in_scope(e, name, &anc) && step_starts.iter().any(|&t| covers(e, t, resolution))
+                })
+                .map(|e| e.name.clone())
+                .collect();
+        }
+        out.push(f);
     }
     let report = ForecastReport {
         source,
         resolution_s: resolution,
         horizon_s: horizon as f64 * resolution,
-        history_end_s: set.bucket_start(set.len),
+        history_end_s: history_end,
         quantiles: levels,
         subdivisions: out,
     };

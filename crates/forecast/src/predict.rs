@@ -82,6 +82,8 @@ pub struct SubdivisionForecast {
     /// Its recent mean absolute one-step error.
     pub model_error: f64,
     pub cold_start: bool,
+    /// Names of the scheduled external events that changed this forecast.
+    pub events: Vec<String>,
 }
 
 /// Checks the options, naming the bad value.
@@ -276,7 +278,33 @@ pub fn forecast_subdivision(
         model,
         model_error,
         cold_start: cold,
+        events: Vec::new(),
     })
+}
+
+/// Applies scheduled external events to a forecast, given the effect on each step of the horizon
+/// (see [`crate::events::effects`]): the alive count takes the last step's effect, the peak over the
+/// horizon the strongest step's (every quantile is the largest over the steps), creations the
+/// strongest step's as well; bandwidth and the demand score follow. Returns whether anything
+/// changed.
+pub fn apply_events(f: &mut SubdivisionForecast, effects: &[crate::events::Effect]) -> bool {
+    if effects.iter().all(|e| e.is_none()) {
+        return false;
+    }
+    let last = effects
+        .last()
+        .copied()
+        .unwrap_or(crate::events::Effect::NONE);
+    f.alive = f.alive.map(|v| last.apply(v));
+    let strongest = |v: f64| effects.iter().map(|e| e.apply(v)).fold(v, f64::max);
+    f.peak = f.peak.map(strongest);
+    f.creations = f.creations.map(|v| {
+        // New VMs of the event are creations too.
+        effects.iter().map(|e| e.apply(v)).fold(v, f64::max)
+    });
+    f.bandwidth_mbps = f.alive.map(|v| v * f.mbps_per_vm);
+    f.demand_score = f.peak.point * f.mbps_per_vm;
+    true
 }
 
 /// Default protocol-like options for `horizon` steps with `season` steps a day.
@@ -355,6 +383,33 @@ mod tests {
         assert!(f.model.starts_with("cold-start"));
         // The peers double at 09:00 relative to their mean (≈104): +96/104 of 10 ≈ +9.
         assert!(f.peak.point > 15.0 && f.peak.point < 25.0, "{f:?}");
+    }
+
+    #[test]
+    fn events_raise_the_forecast_in_their_window() {
+        use crate::events::Effect;
+        let alive: Vec<f64> = vec![10.0; 60];
+        let s = series_from_alive(&alive);
+        let opts = default_options(2, 24, vec![0.5, 0.95]);
+        let mut f = forecast_subdivision("a", &s, &[], 10.0, &opts).unwrap();
+        assert_eq!(f.peak.point, 10.0);
+        // An event of +50 VMs covering the second step only, and x2 on the first.
+        let effects = [
+            Effect {
+                multiplier: 2.0,
+                extra: 0.0,
+            },
+            Effect {
+                multiplier: 1.0,
+                extra: 50.0,
+            },
+        ];
+        assert!(apply_events(&mut f, &effects));
+        assert_eq!(f.alive.point, 60.0);
+        assert_eq!(f.peak.point, 60.0);
+        assert!(f.peak.at(0.95) >= 60.0);
+        assert_eq!(f.demand_score, 600.0);
+        assert!(!apply_events(&mut f, &[Effect::NONE, Effect::NONE]));
     }
 
     #[test]
