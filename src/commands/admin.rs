@@ -31,6 +31,23 @@ pub fn init(path: &Path, force: bool) -> Result<()> {
     Ok(())
 }
 
+/// What a create/remove command reports.
+#[derive(Serialize)]
+struct Done<'a, T: Serialize> {
+    action: &'a str,
+    kind: &'a str,
+    #[serde(flatten)]
+    spec: T,
+}
+
+fn done<T: Serialize>(ctx: &Ctx, action: &str, kind: &str, name: &str, spec: T) {
+    emit(
+        ctx.output,
+        &Done { action, kind, spec },
+        |_| format!("{action} {kind} `{name}`\n"),
+    );
+}
+
 #[derive(Serialize)]
 struct PoolRow {
     name: String,
@@ -79,14 +96,14 @@ pub fn pool_add(ctx: &Ctx, a: PoolAdd) -> Result<()> {
     };
     let engine = ctx.engine()?;
     engine.execute_untimed(|ipam| ipam.add_pool(spec.clone()))?;
-    println!("added pool `{}` {}", spec.name, spec.prefix);
+    done(ctx, "added", "pool", &spec.name, &spec);
     Ok(())
 }
 
 pub fn pool_remove(ctx: &Ctx, name: &str) -> Result<()> {
     let engine = ctx.engine()?;
     let spec = engine.execute_untimed(|ipam| ipam.remove_pool(name))?;
-    println!("removed pool `{}` {}", spec.name, spec.prefix);
+    done(ctx, "removed", "pool", &spec.name, &spec);
     Ok(())
 }
 
@@ -166,14 +183,14 @@ pub fn subdivision_add(ctx: &Ctx, a: SubdivisionAdd) -> Result<()> {
     };
     let engine = ctx.engine()?;
     engine.execute_untimed(|ipam| ipam.add_subdivision(spec.clone()))?;
-    println!("added subdivision `{}`", spec.name);
+    done(ctx, "added", "subdivision", &spec.name, &spec);
     Ok(())
 }
 
 pub fn subdivision_remove(ctx: &Ctx, name: &str) -> Result<()> {
     let engine = ctx.engine()?;
-    engine.execute_untimed(|ipam| ipam.remove_subdivision(name))?;
-    println!("removed subdivision `{name}`");
+    let spec = engine.execute_untimed(|ipam| ipam.remove_subdivision(name))?;
+    done(ctx, "removed", "subdivision", name, &spec);
     Ok(())
 }
 
