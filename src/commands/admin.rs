@@ -41,11 +41,9 @@ struct Done<'a, T: Serialize> {
 }
 
 fn done<T: Serialize>(ctx: &Ctx, action: &str, kind: &str, name: &str, spec: T) {
-    emit(
-        ctx.output,
-        &Done { action, kind, spec },
-        |_| format!("{action} {kind} `{name}`\n"),
-    );
+    emit(ctx.output, &Done { action, kind, spec }, |_| {
+        format!("{action} {kind} `{name}`\n")
+    });
 }
 
 #[derive(Serialize)]

@@ -222,12 +222,11 @@ pub fn forecast_subdivision(
         let start = n.saturating_sub(opts.window).max(sel.min_len());
         if start < n {
             sel.fit(&s.alive_end[..start])?;
+            // Only the k-step errors matter: the forecast reported is the k-th step's.
             for t in start..n {
-                let f = sel.forecast(k);
-                for (j, step) in f.iter().enumerate() {
-                    if t + j < n {
-                        cal.record(j + 1, s.alive_end[t + j], step.point.max(0.0));
-                    }
+                if t + k - 1 < n {
+                    let f = sel.forecast(k)[k - 1];
+                    cal.record(k, s.alive_end[t + k - 1], f.point.max(0.0));
                 }
                 sel.update(s.alive_end[t]);
             }

@@ -110,10 +110,11 @@ impl HoltWinters {
     }
 }
 
-const ALPHAS: [f64; 7] = [0.05, 0.1, 0.2, 0.35, 0.5, 0.7, 0.9];
-const BETAS: [f64; 3] = [0.0, 0.02, 0.1];
-const GAMMAS: [f64; 4] = [0.0, 0.05, 0.15, 0.3];
-const PHIS: [f64; 3] = [0.8, 0.9, 0.98];
+// A coarse grid (48 points with a season), then coordinate descent refines the best one.
+const ALPHAS: [f64; 4] = [0.05, 0.2, 0.5, 0.9];
+const BETAS: [f64; 2] = [0.0, 0.05];
+const GAMMAS: [f64; 3] = [0.0, 0.1, 0.3];
+const PHIS: [f64; 2] = [0.85, 0.98];
 
 impl Model for HoltWinters {
     fn name(&self) -> String {

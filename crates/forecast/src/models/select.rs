@@ -29,6 +29,9 @@ struct Candidate {
     /// Fitted on the current history (false when the history is too short for it).
     ready: bool,
     errors: VecDeque<f64>,
+    /// Running sums of |e| and e² over `errors`.
+    abs_sum: f64,
+    sq_sum: f64,
     next: f64,
 }
 
@@ -51,6 +54,8 @@ impl Selector {
                     model: m(),
                     ready: false,
                     errors: VecDeque::new(),
+                    abs_sum: 0.0,
+                    sq_sum: 0.0,
                     next: f64::NAN,
                 })
                 .collect(),
@@ -60,24 +65,36 @@ impl Selector {
     fn record(c: &mut Candidate, y: f64, window: usize) {
         if c.next.is_finite() {
             if c.errors.len() == window {
-                c.errors.pop_front();
+                if let Some(old) = c.errors.pop_front() {
+                    c.abs_sum -= old.abs();
+                    c.sq_sum -= old * old;
+                }
             }
-            c.errors.push_back(y - c.next);
+            let e = y - c.next;
+            c.errors.push_back(e);
+            c.abs_sum += e.abs();
+            c.sq_sum += e * e;
         }
+    }
+
+    fn clear(c: &mut Candidate) {
+        c.errors.clear();
+        c.abs_sum = 0.0;
+        c.sq_sum = 0.0;
     }
 
     fn mean_abs(c: &Candidate) -> f64 {
         if c.errors.is_empty() {
             return f64::INFINITY;
         }
-        c.errors.iter().map(|e| e.abs()).sum::<f64>() / c.errors.len() as f64
+        c.abs_sum.max(0.0) / c.errors.len() as f64
     }
 
     fn mean_sq(c: &Candidate) -> f64 {
         if c.errors.is_empty() {
             return f64::INFINITY;
         }
-        c.errors.iter().map(|e| e * e).sum::<f64>() / c.errors.len() as f64
+        c.sq_sum.max(0.0) / c.errors.len() as f64
     }
 
     /// Weights of the ready candidates (summing to 1).
@@ -175,21 +192,21 @@ impl Model for Selector {
         // A candidate without a track record (new, or too short for the history so far) is
         // judged on the most recent points it can be: fitted before them and rolled over them.
         for c in &mut self.candidates {
-            if c.errors.len() * 2 >= window.min(n) {
-                continue;
-            }
-            let split = n.saturating_sub(window).max(c.model.min_len());
-            if split < n && c.model.fit(&history[..split]).is_ok() {
-                c.errors.clear();
-                for &y in &history[split..] {
-                    c.next = c.model.forecast(1)[0].point;
-                    Self::record(c, y, window);
-                    c.model.update(y);
+            let mut rolled_to_end = false;
+            if c.errors.len() * 2 < window.min(n) {
+                let split = n.saturating_sub(window).max(c.model.min_len());
+                if split < n && c.model.fit(&history[..split]).is_ok() {
+                    Self::clear(c);
+                    for &y in &history[split..] {
+                        c.next = c.model.forecast(1)[0].point;
+                        Self::record(c, y, window);
+                        c.model.update(y);
+                    }
+                    rolled_to_end = true;
                 }
             }
-        }
-        for c in &mut self.candidates {
-            c.ready = n >= c.model.min_len() && c.model.fit(history).is_ok();
+            // A candidate just rolled through the history is up to date: no second fit.
+            c.ready = rolled_to_end || (n >= c.model.min_len() && c.model.fit(history).is_ok());
             c.next = if c.ready {
                 c.model.forecast(1)[0].point
             } else {

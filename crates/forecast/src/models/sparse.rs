@@ -28,15 +28,29 @@ impl EmpiricalChange {
     }
 
     /// Past changes over `k` steps ending at the same phase of the day as step `t` (the index
-    /// of the value being forecast).
+    /// of the value being forecast), or within `spread` steps of it. Visits only those phases:
+    /// O(days × (2·spread + 1)), whatever the resolution.
     fn changes(&self, k: usize, t: usize, spread: usize) -> Vec<f64> {
         let m = self.period;
         let n = self.history.len();
         let mut out = Vec::new();
-        for end in k..n {
-            let d = (end % m + m - t % m) % m;
-            if d <= spread || m - d <= spread {
-                out.push(self.history[end] - self.history[end - k]);
+        let phase = t % m;
+        let offsets = (0..=spread.min(m / 2)).flat_map(|d| {
+            let up = (phase + d) % m;
+            let down = (phase + m - d) % m;
+            if d == 0 || up == down {
+                vec![up]
+            } else {
+                vec![up, down]
+            }
+        });
+        for p in offsets {
+            let mut end = p;
+            while end < n {
+                if end >= k {
+                    out.push(self.history[end] - self.history[end - k]);
+                }
+                end += m;
             }
         }
         out
