@@ -33,6 +33,7 @@ fn rotate(s: &Series, by: usize) -> Series {
         v
     };
     Series {
+        first_bucket: 0,
         peak: r(&s.peak),
         mean: r(&s.mean),
         alive_end: r(&s.alive_end),

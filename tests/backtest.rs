@@ -206,3 +206,48 @@ fn forecast_rejects_bad_arguments_naming_them() {
         .unwrap();
     assert!(String::from_utf8_lossy(&out.stderr).contains("no VM events"));
 }
+
+#[test]
+fn a_young_subdivision_borrows_from_its_parent_and_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut lines = vec!["time_s,subdivision,event,vm_id,profile".to_string()];
+    let mut n = 0;
+    for hour in 0..(4 * 24) {
+        let t = hour as f64 * 3600.0 + 30.0;
+        lines.push(format!("{t:.3},zone,create,z{n},"));
+        n += 1;
+    }
+    for (i, t) in [95.0 * 3600.0 + 100.0, 95.0 * 3600.0 + 200.0]
+        .iter()
+        .enumerate()
+    {
+        lines.push(format!("{t:.3},rack,create,r{i},"));
+    }
+    std::fs::write(dir.path().join("t.csv"), lines.join("\n") + "\n").unwrap();
+    std::fs::write(
+        dir.path().join("c.toml"),
+        "[[subdivision]]\nname = \"zone\"\n\n[[subdivision]]\nname = \"rack\"\nparent = \"zone\"\n",
+    )
+    .unwrap();
+    let v = json_in(
+        dir.path().join("data"),
+        dir.path(),
+        &[
+            "--config",
+            "c.toml",
+            "forecast",
+            "--events",
+            "t.csv",
+            "--resolution",
+            "1h",
+            "--subdivision",
+            "rack",
+        ],
+    );
+    let f = &v["subdivisions"][0];
+    assert_eq!(f["subdivision"].as_str(), Some("rack"));
+    assert_eq!(f["cold_start"].as_bool(), Some(true), "{f}");
+    assert_eq!(f["model"].as_str(), Some("cold-start: parent `zone`"));
+    // The parent grows by one VM an hour: so does the borrowed shape.
+    assert!(f["peak"]["point"].as_f64().unwrap() >= 2.0, "{f}");
+}

@@ -292,7 +292,9 @@ fn mbps_per_vm(
 
 pub fn forecast(ctx: &crate::context::Ctx, a: ForecastArgs) -> Result<()> {
     use cidrcast_forecast::events::{ancestors, covers, effects, in_scope};
-    use cidrcast_forecast::predict::{apply_events, default_options, forecast_subdivision};
+    use cidrcast_forecast::predict::{
+        apply_events, default_options, forecast_subdivision, is_cold,
+    };
     let levels = parse_quantiles(&a.quantiles)?;
     let resolution = parse_duration("resolution", &a.resolution)?;
     let horizon = steps("horizon", &a.horizon, resolution)?;
@@ -349,11 +351,20 @@ pub fn forecast(ctx: &crate::context::Ctx, a: ForecastArgs) -> Result<()> {
         if a.subdivision.as_ref().is_some_and(|x| x != name) {
             continue;
         }
-        let peers: Vec<&cidrcast_forecast::Series> = all
+        // A cold start borrows from the nearest ancestor with a history of its own, else from
+        // every other subdivision.
+        let anc = ancestors(name, &specs);
+        let parent = anc
             .iter()
-            .copied()
-            .filter(|p| !std::ptr::eq(*p, s))
-            .collect();
+            .find(|a| set.series.get(*a).is_some_and(|p| !is_cold(p, &opts)));
+        let peers: Vec<&cidrcast_forecast::Series> = match parent {
+            Some(p) if is_cold(s, &opts) => vec![&set.series[p]],
+            _ => all
+                .iter()
+                .copied()
+                .filter(|p| !std::ptr::eq(*p, s))
+                .collect(),
+        };
         let mut f = forecast_subdivision(
             name,
             s,
@@ -361,7 +372,11 @@ pub fn forecast(ctx: &crate::context::Ctx, a: ForecastArgs) -> Result<()> {
             mbps.get(name).copied().unwrap_or(0.0),
             &opts,
         )?;
-        let anc = ancestors(name, &specs);
+        if f.cold_start {
+            if let Some(p) = parent {
+                f.model = format!("cold-start: parent `{p}`");
+            }
+        }
         let effects = effects(name, &anc, &step_starts, resolution, &scheduled);
         if apply_events(&mut f, &effects) {
             f.events = scheduled

@@ -167,7 +167,13 @@ fn creations_sum(s: &Series, t: usize, k: usize) -> f64 {
     s.creations[t..t + k].iter().sum()
 }
 
-/// Forecasts one subdivision from its own history (`peers` are used for a cold start only).
+/// Whether a series is too short to forecast from its own history.
+pub fn is_cold(s: &Series, opts: &Options) -> bool {
+    s.alive_end.len().saturating_sub(s.first_bucket) < opts.min_history.max(opts.horizon + 2)
+}
+
+/// Forecasts one subdivision from its own history (`peers` are used for a cold start only: the
+/// caller passes the parent's series when it has one, else the other subdivisions').
 pub fn forecast_subdivision(
     name: &str,
     s: &Series,
@@ -180,7 +186,7 @@ pub fn forecast_subdivision(
     let k = opts.horizon;
     let now = n + opts.phase; // phase of the next step
     let alive_now = s.alive_end.last().copied().unwrap_or(0.0);
-    let cold = n < opts.min_history.max(k + 2);
+    let cold = is_cold(s, opts);
     let (alive, peak, creations, model, model_error) = if cold {
         // Pooled peers: increases relative to each peer's mean alive, rescaled to this level.
         let level = if n > 0 {

@@ -38,6 +38,9 @@ impl std::str::FromStr for Target {
 /// The series of one subdivision.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Series {
+    /// Bucket of the subdivision's first event (0 when it existed before the grid): the buckets
+    /// before it are padding, not history.
+    pub first_bucket: usize,
     pub peak: Vec<f64>,
     pub mean: Vec<f64>,
     pub alive_end: Vec<f64>,
@@ -109,7 +112,7 @@ struct Acc {
 }
 
 impl Acc {
-    fn new(start: Time) -> Acc {
+    fn new(start: Time, first_bucket: usize) -> Acc {
         Acc {
             alive: 0.0,
             cur: 0,
@@ -118,7 +121,10 @@ impl Acc {
             area: 0.0,
             creations: 0.0,
             deletions: 0.0,
-            series: Series::default(),
+            series: Series {
+                first_bucket,
+                ..Series::default()
+            },
         }
     }
 
@@ -174,9 +180,14 @@ pub fn build_series<'a>(
     let len = ((end - start) / step).floor() as usize + 1;
     let mut acc: BTreeMap<&str, Acc> = BTreeMap::new();
     for e in events {
+        let first_bucket = if e.time < start {
+            0
+        } else {
+            (((e.time - start) / step).floor() as usize).min(len)
+        };
         let a = acc
             .entry(e.subdivision.as_str())
-            .or_insert_with(|| Acc::new(start));
+            .or_insert_with(|| Acc::new(start, first_bucket));
         let delta = match e.kind {
             EventKind::Create => 1.0,
             EventKind::Delete => -1.0,
@@ -256,6 +267,7 @@ mod tests {
         assert!((a.mean[2] - (30.0 + 2.0 * 30.0) / 60.0).abs() < 1e-12);
         let b = &set.series["b"];
         assert_eq!(b.peak, vec![0.0, 0.0, 1.0]);
+        assert_eq!((a.first_bucket, b.first_bucket), (0, 2));
         assert_eq!(set.top(1), vec!["a"]);
     }
 
