@@ -211,11 +211,9 @@ fn forecast_rejects_bad_arguments_naming_them() {
 fn a_young_subdivision_borrows_from_its_parent_and_says_so() {
     let dir = tempfile::tempdir().unwrap();
     let mut lines = vec!["time_s,subdivision,event,vm_id,profile".to_string()];
-    let mut n = 0;
     for hour in 0..(4 * 24) {
         let t = hour as f64 * 3600.0 + 30.0;
-        lines.push(format!("{t:.3},zone,create,z{n},"));
-        n += 1;
+        lines.push(format!("{t:.3},zone,create,z{hour},"));
     }
     for (i, t) in [95.0 * 3600.0 + 100.0, 95.0 * 3600.0 + 200.0]
         .iter()
