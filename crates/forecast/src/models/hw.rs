@@ -130,14 +130,7 @@ impl Model for HoltWinters {
     }
 
     fn fit(&mut self, history: &[f64]) -> Result<(), ForecastError> {
-        if history.len() < self.min_len() {
-            return Err(ForecastError::TooShort {
-                series: String::new(),
-                model: self.name(),
-                len: history.len(),
-                need: self.min_len(),
-            });
-        }
+        self.require_len(history.len())?;
         let seasonal = self.m() > 1;
         let gammas: &[f64] = if seasonal { &GAMMAS } else { &[0.0] };
         let mut best = (f64::INFINITY, self.params);

@@ -32,6 +32,19 @@ pub trait Model: Send {
     fn update(&mut self, y: f64);
     /// Forecasts steps 1..=`h` after the last observation.
     fn forecast(&self, h: usize) -> Vec<Step>;
+
+    /// `TooShort` when a history of `len` points is below [`Model::min_len`].
+    fn require_len(&self, len: usize) -> Result<(), ForecastError> {
+        if len < self.min_len() {
+            return Err(ForecastError::TooShort {
+                series: String::new(),
+                model: self.name(),
+                len,
+                need: self.min_len(),
+            });
+        }
+        Ok(())
+    }
 }
 
 /// Seasonal naive: the value one season ago. Its standard error comes from the in-sample
@@ -67,14 +80,7 @@ impl Model for SeasonalNaive {
 
     fn fit(&mut self, history: &[f64]) -> Result<(), ForecastError> {
         let m = self.period;
-        if history.len() < self.min_len() {
-            return Err(ForecastError::TooShort {
-                series: String::new(),
-                model: self.name(),
-                len: history.len(),
-                need: self.min_len(),
-            });
-        }
+        self.require_len(history.len())?;
         let diffs: Vec<f64> = (m..history.len())
             .map(|t| history[t] - history[t - m])
             .collect();

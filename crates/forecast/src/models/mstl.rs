@@ -370,14 +370,7 @@ impl Model for Mstl {
             });
         }
         let n = history.len();
-        if n < self.min_len() {
-            return Err(ForecastError::TooShort {
-                series: String::new(),
-                model: self.name(),
-                len: n,
-                need: self.min_len(),
-            });
-        }
+        self.require_len(n)?;
         if let Some(i) = history.iter().position(|v| !v.is_finite()) {
             return Err(ForecastError::Invalid {
                 what: "series",

@@ -180,14 +180,7 @@ impl Model for Selector {
 
     fn fit(&mut self, history: &[f64]) -> Result<(), ForecastError> {
         let n = history.len();
-        if n < self.min_len() {
-            return Err(ForecastError::TooShort {
-                series: String::new(),
-                model: self.name(),
-                len: n,
-                need: self.min_len(),
-            });
-        }
+        self.require_len(n)?;
         let window = self.window;
         // A candidate without a track record (new, or too short for the history so far) is
         // judged on the most recent points it can be: fitted before them and rolled over them.

@@ -76,14 +76,7 @@ impl Model for EmpiricalChange {
     }
 
     fn fit(&mut self, history: &[f64]) -> Result<(), ForecastError> {
-        if history.len() < self.min_len() {
-            return Err(ForecastError::TooShort {
-                series: String::new(),
-                model: self.name(),
-                len: history.len(),
-                need: self.min_len(),
-            });
-        }
+        self.require_len(history.len())?;
         self.history = history.to_vec();
         Ok(())
     }
