@@ -9,7 +9,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use commands::{admin, debug, demo, events, forecast, lease, shards, status, trace};
+use commands::{admin, debug, demo, events, forecast, lease, shards, simulate, status, trace};
 use context::Ctx;
 use output::Format;
 
@@ -119,6 +119,30 @@ enum Command {
         /// Quantile levels reported, comma-separated, each in (0, 1).
         #[arg(long, default_value = "0.5,0.8,0.95,0.99")]
         quantiles: String,
+    },
+    /// Replay a trace against an allocation policy (on-demand, oracle) and measure misses, waits,
+    /// idle addresses and routes.
+    Simulate {
+        #[arg(long)]
+        events: PathBuf,
+        /// on-demand | oracle
+        #[arg(long)]
+        policy: String,
+        /// Policy parameter key=value (repeatable), e.g. release_delay=3600.
+        #[arg(long = "param")]
+        params: Vec<String>,
+        /// Seconds from a claim until the shard serves (claim, router update, convergence).
+        #[arg(long, allow_negative_numbers = true)]
+        lead_time: f64,
+        /// Shard prefix length (IPv4): 26 = 64 addresses.
+        #[arg(long, default_value_t = 26)]
+        shard_prefix: u8,
+        /// Evaluation window START:END in trace seconds.
+        #[arg(long)]
+        window: Option<String>,
+        /// Also report each subdivision.
+        #[arg(long)]
+        per_subdivision: bool,
     },
     /// Rolling-origin backtest of the forecasting models on a canonical event trace.
     Backtest {
@@ -430,6 +454,26 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 horizon,
                 resolution,
                 quantiles,
+            },
+        ),
+        Command::Simulate {
+            events,
+            policy,
+            params,
+            lead_time,
+            shard_prefix,
+            window,
+            per_subdivision,
+        } => simulate::simulate(
+            cli.output,
+            &events,
+            simulate::SimulateArgs {
+                policy,
+                params,
+                lead_time,
+                shard_prefix,
+                window,
+                per_subdivision,
             },
         ),
         Command::Backtest {

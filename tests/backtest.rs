@@ -249,3 +249,65 @@ fn a_young_subdivision_borrows_from_its_parent_and_says_so() {
     // The parent grows by one VM an hour: so does the borrowed shape.
     assert!(f["peak"]["point"].as_f64().unwrap() >= 2.0, "{f}");
 }
+
+#[test]
+fn simulate_reports_json_and_rejects_bad_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let trace = daily_trace(dir.path());
+    let v = json_in(
+        dir.path().join("data"),
+        dir.path(),
+        &[
+            "simulate",
+            "--events",
+            trace.to_str().unwrap(),
+            "--policy",
+            "oracle",
+            "--lead-time",
+            "60",
+            "--shard-prefix",
+            "28",
+        ],
+    );
+    for key in [
+        "creations",
+        "misses",
+        "miss_rate",
+        "mean_wait_s",
+        "p99_wait_s",
+        "mean_idle_addresses",
+        "utilization",
+        "shard_claims",
+        "shard_releases",
+        "routes_mean",
+        "routes_max",
+    ] {
+        assert!(v.get(key).is_some(), "{key} missing in {v}");
+    }
+    assert_eq!(v["misses"].as_u64(), Some(0));
+    let run = |extra: &[&str]| {
+        let out = Command::new(BIN)
+            .args(["simulate", "--events", trace.to_str().unwrap()])
+            .args(extra)
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        String::from_utf8(out.stderr).unwrap()
+    };
+    assert!(run(&["--policy", "magic", "--lead-time", "60"]).contains("policy magic"));
+    assert!(run(&[
+        "--policy",
+        "on-demand",
+        "--param",
+        "x=1",
+        "--lead-time",
+        "60"
+    ])
+    .contains("parameter x"));
+    assert!(run(&["--policy", "oracle", "--lead-time", "-5"]).contains("--lead-time -5"));
+    assert!(
+        run(&["--policy", "oracle", "--lead-time", "60", "--window", "9:3"])
+            .contains("--window 9:3")
+    );
+}

@@ -7,5 +7,6 @@ pub mod events;
 pub mod forecast;
 pub mod lease;
 pub mod shards;
+pub mod simulate;
 pub mod status;
 pub mod trace;

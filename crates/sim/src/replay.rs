@@ -1,0 +1,552 @@
+//! The replay itself. See the crate documentation for the semantics.
+
+use std::cmp::Ordering;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+
+use cidrcast_core::model::{EventKind, Time, VmEvent};
+use cidrcast_core::prefix::{min_cover, Block, Family};
+use serde::Serialize;
+
+use crate::policy::Policy;
+use crate::SimError;
+
+/// Replay parameters.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Params {
+    /// Seconds from a claim until the shard serves creates.
+    pub lead_time: f64,
+    /// Addresses per shard (64 for a /26).
+    pub shard_size: u32,
+    /// Metrics are taken over `[window.0, window.1)`; `None`: the whole replay.
+    pub window: Option<(Time, Time)>,
+}
+
+/// What a replay measured.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Report {
+    pub creations: u64,
+    pub misses: u64,
+    pub miss_rate: f64,
+    pub mean_wait_s: f64,
+    pub p99_wait_s: f64,
+    /// Ready + pending − used addresses, time-averaged, summed over subdivisions.
+    pub mean_idle_addresses: f64,
+    /// Mean used addresses, summed over subdivisions.
+    pub mean_used_addresses: f64,
+    /// Used ÷ held addresses, time-averaged.
+    pub utilization: f64,
+    pub shard_claims: u64,
+    pub shard_releases: u64,
+    pub claims_per_hour: f64,
+    pub releases_per_hour: f64,
+    /// Routes after aggregation (minimal cover of a subdivision's shards), mean over time and
+    /// subdivisions, and the largest seen.
+    pub routes_mean: f64,
+    pub routes_max: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub per_subdivision: Option<Vec<(String, Report)>>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum State {
+    Free,
+    Pending(Time),
+    Ready,
+}
+
+#[derive(Clone, Debug)]
+struct Shard {
+    state: State,
+    used: u32,
+    empty_since: Time,
+}
+
+/// Internal events, ordered by time (earliest first), maturations before anything else.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Due {
+    time: Time,
+    rank: u8,
+    shard: usize,
+}
+
+impl Eq for Due {}
+impl Ord for Due {
+    fn cmp(&self, other: &Self) -> Ordering {
+        other
+            .time
+            .total_cmp(&self.time)
+            .then(other.rank.cmp(&self.rank))
+    }
+}
+impl PartialOrd for Due {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+const MATURE: u8 = 0;
+const RELEASE: u8 = 1;
+
+#[derive(Default)]
+struct Acc {
+    creations: u64,
+    misses: u64,
+    waits: Vec<f64>,
+    idle: f64,
+    used: f64,
+    held: f64,
+    routes: f64,
+    routes_max: usize,
+    claims: u64,
+    releases: u64,
+    span: f64,
+}
+
+struct Sub<'a> {
+    p: Params,
+    policy: &'a Policy,
+    shards: Vec<Shard>,
+    due: BinaryHeap<Due>,
+    vm: HashMap<&'a str, usize>,
+    used: u64,
+    live: u64,
+    routes: usize,
+    last: Time,
+    acc: Acc,
+}
+
+impl<'a> Sub<'a> {
+    fn in_window(&self, t: Time) -> bool {
+        self.p.window.is_none_or(|(a, b)| t >= a && t < b)
+    }
+
+    /// Accumulates the time-weighted figures from `self.last` to `t`.
+    fn advance(&mut self, t: Time) {
+        let (a, b) = match self.p.window {
+            Some((a, b)) => (self.last.max(a), t.min(b)),
+            None => (self.last, t),
+        };
+        if b > a {
+            let dt = b - a;
+            let held = self.live as f64 * f64::from(self.p.shard_size);
+            self.acc.idle += (held - self.used as f64) * dt;
+            self.acc.used += self.used as f64 * dt;
+            self.acc.held += held * dt;
+            self.acc.routes += self.routes as f64 * dt;
+            self.acc.span += dt;
+        }
+        self.last = self.last.max(t);
+    }
+
+    fn recount_routes(&mut self, t: Time) {
+        let blocks = self
+            .shards
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.state != State::Free)
+            .map(|(i, _)| Block {
+                base: i as u128,
+                order: 0,
+            });
+        self.routes = min_cover(Family::V6, blocks).len();
+        if self.in_window(t) {
+            self.acc.routes_max = self.acc.routes_max.max(self.routes);
+        }
+    }
+
+    fn claim(&mut self, t: Time) -> usize {
+        let i = match self.shards.iter().position(|s| s.state == State::Free) {
+            Some(i) => i,
+            None => {
+                self.shards.push(Shard {
+                    state: State::Free,
+                    used: 0,
+                    empty_since: t,
+                });
+                self.shards.len() - 1
+            }
+        };
+        let ready = t + self.p.lead_time;
+        self.shards[i] = Shard {
+            state: State::Pending(ready),
+            used: 0,
+            empty_since: t,
+        };
+        self.due.push(Due {
+            time: ready,
+            rank: MATURE,
+            shard: i,
+        });
+        self.live += 1;
+        if self.in_window(t) {
+            self.acc.claims += 1;
+        }
+        self.recount_routes(t);
+        i
+    }
+
+    fn release(&mut self, i: usize, t: Time) {
+        self.shards[i].state = State::Free;
+        self.live -= 1;
+        if self.in_window(t) {
+            self.acc.releases += 1;
+        }
+        self.recount_routes(t);
+    }
+
+    fn empty(&mut self, i: usize, t: Time) {
+        self.shards[i].empty_since = t;
+        if let Policy::OnDemand { release_delay } = self.policy {
+            self.due.push(Due {
+                time: t + release_delay,
+                rank: RELEASE,
+                shard: i,
+            });
+        }
+    }
+
+    /// Runs internal events due at or before `t`.
+    fn run_due(&mut self, t: Time) {
+        while let Some(d) = self.due.peek().copied() {
+            if d.time > t {
+                break;
+            }
+            self.due.pop();
+            self.advance(d.time);
+            let s = &self.shards[d.shard];
+            match d.rank {
+                MATURE => {
+                    if s.state == State::Pending(d.time) {
+                        self.shards[d.shard].state = State::Ready;
+                        if self.shards[d.shard].used == 0 {
+                            self.empty(d.shard, d.time);
+                        }
+                    }
+                }
+                _ => {
+                    if let Policy::OnDemand { release_delay } = self.policy {
+                        if s.state == State::Ready
+                            && s.used == 0
+                            && s.empty_since + release_delay <= d.time
+                        {
+                            self.release(d.shard, d.time);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn create(&mut self, e: &'a VmEvent) {
+        let t = e.time;
+        let size = self.p.shard_size;
+        let counted = self.in_window(t);
+        if counted {
+            self.acc.creations += 1;
+        }
+        let ready = self
+            .shards
+            .iter()
+            .position(|s| s.state == State::Ready && s.used < size);
+        let (i, wait) = match ready {
+            Some(i) => (i, 0.0),
+            None => {
+                let pending = self
+                    .shards
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, s)| match s.state {
+                        State::Pending(at) if s.used < size => Some((i, at)),
+                        _ => None,
+                    })
+                    .min_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
+                match pending {
+                    Some((i, at)) => (i, at - t),
+                    None => (self.claim(t), self.p.lead_time),
+                }
+            }
+        };
+        if counted {
+            if wait > 0.0 {
+                self.acc.misses += 1;
+            }
+            self.acc.waits.push(wait);
+        }
+        self.shards[i].used += 1;
+        self.used += 1;
+        self.vm.insert(e.vm_id.as_str(), i);
+    }
+
+    fn delete(&mut self, e: &VmEvent) {
+        let Some(i) = self.vm.remove(e.vm_id.as_str()) else {
+            return;
+        };
+        self.shards[i].used -= 1;
+        self.used -= 1;
+        if self.shards[i].used == 0 && self.shards[i].state == State::Ready {
+            self.empty(i, e.time);
+        }
+    }
+
+    /// Oracle: at integer second `t`, holds ⌈max alive over [t, t + lead + 1) ÷ size⌉ shards.
+    fn oracle_tick(&mut self, t: Time, target: u64) {
+        while self.live < target {
+            self.claim(t);
+        }
+        if self.live > target {
+            let mut excess = self.live - target;
+            for i in (0..self.shards.len()).rev() {
+                if excess == 0 {
+                    break;
+                }
+                let s = &self.shards[i];
+                if s.used == 0 && s.state != State::Free {
+                    self.release(i, t);
+                    excess -= 1;
+                }
+            }
+        }
+    }
+}
+
+/// Replays one subdivision's events.
+fn replay_sub(events: &[&VmEvent], policy: &Policy, p: &Params, start: Time) -> Acc {
+    let mut sub = Sub {
+        p: *p,
+        policy,
+        shards: Vec::new(),
+        due: BinaryHeap::new(),
+        vm: HashMap::new(),
+        used: 0,
+        live: 0,
+        routes: 0,
+        last: start,
+        acc: Acc::default(),
+    };
+    let end = events.last().map_or(start, |e| e.time);
+    match policy {
+        Policy::OnDemand { .. } => {
+            for e in events {
+                sub.run_due(e.time);
+                sub.advance(e.time);
+                match e.kind {
+                    EventKind::Create => sub.create(e),
+                    EventKind::Delete => sub.delete(e),
+                }
+            }
+        }
+        Policy::Oracle => {
+            // Alive after each event, for the sliding maximum over [t, t + lead + 1).
+            let mut alive = 0i64;
+            let points: Vec<(Time, i64)> = events
+                .iter()
+                .map(|e| {
+                    alive += if e.kind == EventKind::Create { 1 } else { -1 };
+                    (e.time, alive)
+                })
+                .collect();
+            let horizon = p.lead_time + 1.0;
+            // Ticks where the target can change, or an emptied shard can go.
+            let mut ticks: Vec<f64> = events
+                .iter()
+                .flat_map(|e| {
+                    [
+                        (e.time - horizon).floor() + 1.0,
+                        e.time.ceil(),
+                        e.time.floor() + 1.0,
+                    ]
+                })
+                .chain([start.ceil()])
+                .filter(|t| *t >= start.ceil())
+                .collect();
+            ticks.sort_by(f64::total_cmp);
+            ticks.dedup();
+            let mut window: VecDeque<usize> = VecDeque::new();
+            let (mut head, mut tail) = (0usize, 0usize);
+            let mut ev = 0usize;
+            for &t in &ticks {
+                // Events strictly before the tick happen first.
+                while ev < events.len() && events[ev].time < t {
+                    let e = events[ev];
+                    sub.run_due(e.time);
+                    sub.advance(e.time);
+                    match e.kind {
+                        EventKind::Create => sub.create(e),
+                        EventKind::Delete => sub.delete(e),
+                    }
+                    ev += 1;
+                }
+                sub.run_due(t);
+                sub.advance(t);
+                // Points inside [t, t + horizon): alive just before t, and every change in it.
+                while tail < points.len() && points[tail].0 < t + horizon {
+                    while window
+                        .back()
+                        .is_some_and(|&j| points[j].1 <= points[tail].1)
+                    {
+                        window.pop_back();
+                    }
+                    window.push_back(tail);
+                    tail += 1;
+                }
+                while head < points.len() && points[head].0 < t {
+                    head += 1;
+                }
+                while window.front().is_some_and(|&j| j < head) {
+                    window.pop_front();
+                }
+                let before = if head == 0 { 0 } else { points[head - 1].1 };
+                let max = window
+                    .front()
+                    .map_or(before, |&j| points[j].1.max(before))
+                    .max(0) as u64;
+                let target = max.div_ceil(u64::from(p.shard_size));
+                sub.oracle_tick(t, target);
+            }
+            for e in &events[ev..] {
+                sub.run_due(e.time);
+                sub.advance(e.time);
+                match e.kind {
+                    EventKind::Create => sub.create(e),
+                    EventKind::Delete => sub.delete(e),
+                }
+            }
+        }
+    }
+    let close = p.window.map_or(end, |(_, b)| b.max(end));
+    sub.run_due(close);
+    sub.advance(close);
+    sub.acc
+}
+
+fn percentile(v: &mut [f64], q: f64) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    v.sort_by(f64::total_cmp);
+    let k = ((q * v.len() as f64).ceil() as usize).clamp(1, v.len());
+    v[k - 1]
+}
+
+fn report(accs: &[Acc], span: f64) -> Report {
+    let creations: u64 = accs.iter().map(|a| a.creations).sum();
+    let misses: u64 = accs.iter().map(|a| a.misses).sum();
+    let mut waits: Vec<f64> = accs.iter().flat_map(|a| a.waits.iter().copied()).collect();
+    let hours = span / 3600.0;
+    let per = |x: f64| if span > 0.0 { x / span } else { 0.0 };
+    let held: f64 = accs.iter().map(|a| a.held).sum();
+    let used: f64 = accs.iter().map(|a| a.used).sum();
+    let (claims, releases): (u64, u64) = (
+        accs.iter().map(|a| a.claims).sum(),
+        accs.iter().map(|a| a.releases).sum(),
+    );
+    let route_time: f64 = accs.iter().map(|a| a.span).sum();
+    Report {
+        creations,
+        misses,
+        miss_rate: if creations > 0 {
+            misses as f64 / creations as f64
+        } else {
+            0.0
+        },
+        mean_wait_s: if waits.is_empty() {
+            0.0
+        } else {
+            waits.iter().sum::<f64>() / waits.len() as f64
+        },
+        p99_wait_s: percentile(&mut waits, 0.99),
+        mean_idle_addresses: per(accs.iter().map(|a| a.idle).sum()),
+        mean_used_addresses: per(used),
+        utilization: if held > 0.0 { used / held } else { 0.0 },
+        shard_claims: claims,
+        shard_releases: releases,
+        claims_per_hour: if hours > 0.0 {
+            claims as f64 / hours
+        } else {
+            0.0
+        },
+        releases_per_hour: if hours > 0.0 {
+            releases as f64 / hours
+        } else {
+            0.0
+        },
+        routes_mean: if route_time > 0.0 {
+            accs.iter().map(|a| a.routes).sum::<f64>() / route_time
+        } else {
+            0.0
+        },
+        routes_max: accs.iter().map(|a| a.routes_max).max().unwrap_or(0),
+        per_subdivision: None,
+    }
+}
+
+/// Replays `events` (time-ordered) against `policy`.
+pub fn replay(
+    events: &[VmEvent],
+    policy: &Policy,
+    p: &Params,
+    per_subdivision: bool,
+) -> Result<Report, SimError> {
+    if !(p.lead_time.is_finite() && p.lead_time >= 0.0) {
+        return Err(SimError::Invalid {
+            what: "lead time",
+            value: p.lead_time.to_string(),
+            reason: "must be a number of seconds >= 0".into(),
+        });
+    }
+    if p.shard_size == 0 {
+        return Err(SimError::Invalid {
+            what: "shard size",
+            value: "0".into(),
+            reason: "must hold at least one address".into(),
+        });
+    }
+    let Some(first) = events.first() else {
+        return Err(SimError::Invalid {
+            what: "trace",
+            value: "(empty)".into(),
+            reason: "no events to replay".into(),
+        });
+    };
+    let start = first.time - p.lead_time - 60.0;
+    let last = events.last().map_or(first.time, |e| e.time);
+    let span = match p.window {
+        Some((a, b)) => {
+            if a.partial_cmp(&b) != Some(std::cmp::Ordering::Less) {
+                return Err(SimError::Invalid {
+                    what: "window",
+                    value: format!("{a}:{b}"),
+                    reason: "the start must come before the end".into(),
+                });
+            }
+            b - a
+        }
+        None => last - start,
+    };
+    let mut by_sub: HashMap<&str, Vec<&VmEvent>> = HashMap::new();
+    let mut order: Vec<&str> = Vec::new();
+    for e in events {
+        by_sub
+            .entry(e.subdivision.as_str())
+            .or_insert_with(|| {
+                order.push(e.subdivision.as_str());
+                Vec::new()
+            })
+            .push(e);
+    }
+    let accs: Vec<Acc> = order
+        .iter()
+        .map(|s| replay_sub(&by_sub[s], policy, p, start))
+        .collect();
+    let mut r = report(&accs, span);
+    if per_subdivision {
+        r.per_subdivision = Some(
+            order
+                .iter()
+                .zip(&accs)
+                .map(|(s, a)| (s.to_string(), report(std::slice::from_ref(a), span)))
+                .collect(),
+        );
+    }
+    Ok(r)
+}

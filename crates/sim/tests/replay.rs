@@ -1,0 +1,132 @@
+//! Replay semantics on hand-computed scenarios, and the oracle's zero-miss property.
+
+use cidrcast_core::model::{EventKind, VmEvent};
+use cidrcast_sim::{replay, Params, Policy};
+
+fn ev(time: f64, sub: &str, kind: EventKind, vm: &str) -> VmEvent {
+    VmEvent {
+        time,
+        subdivision: sub.into(),
+        kind,
+        vm_id: vm.into(),
+        profile: None,
+    }
+}
+
+#[test]
+fn on_demand_claims_on_a_miss_waits_for_pending_shards_and_releases_after_the_delay() {
+    use EventKind::*;
+    let events = vec![
+        ev(100.0, "a", Create, "1"), // miss: claims shard 0, ready at 110
+        ev(105.0, "a", Create, "2"), // miss: waits 5 s for shard 0
+        ev(120.0, "a", Create, "3"), // shard 0 full: claims shard 1, waits 10 s
+        ev(200.0, "a", Delete, "1"),
+        ev(201.0, "a", Delete, "2"), // shard 0 empty at 201: released at 251
+        ev(300.0, "a", Create, "4"), // shard 1 has room: a hit
+    ];
+    let p = Params {
+        lead_time: 10.0,
+        shard_size: 2,
+        window: Some((100.0, 300.0)),
+    };
+    let r = replay(
+        &events,
+        &Policy::OnDemand {
+            release_delay: 50.0,
+        },
+        &p,
+        false,
+    )
+    .unwrap();
+    assert_eq!(r.creations, 3, "the create at 300 is outside [100, 300)");
+    assert_eq!(r.misses, 3);
+    assert!(
+        (r.mean_wait_s - 25.0 / 3.0).abs() < 1e-9,
+        "{}",
+        r.mean_wait_s
+    );
+    assert_eq!(r.p99_wait_s, 10.0);
+    assert_eq!(r.shard_claims, 2);
+    assert_eq!(r.shard_releases, 1);
+    // Idle = held − used: 1·5 + 0·15 + 1·80 + 2·1 + 3·50 + 1·49 = 286 address-seconds over 200 s.
+    assert!(
+        (r.mean_idle_addresses - 286.0 / 200.0).abs() < 1e-9,
+        "{}",
+        r.mean_idle_addresses
+    );
+    // Shards 0 and 1 aggregate into one route; after the release, shard 1 alone is one route.
+    assert_eq!(r.routes_max, 1);
+}
+
+#[test]
+fn the_oracle_never_misses_and_holds_no_more_than_on_demand() {
+    // A deterministic, bursty trace over three subdivisions.
+    let mut events = Vec::new();
+    let mut alive: Vec<Vec<String>> = vec![Vec::new(); 3];
+    let mut state = 7u64;
+    let mut next = move || {
+        state = state.wrapping_mul(6364136223846793005).wrapping_add(1);
+        state >> 33
+    };
+    let mut n = 0;
+    for step in 0..3000 {
+        let t = 1000.0 + step as f64 * 7.3;
+        let s = (next() % 3) as usize;
+        let burst = if next() % 50 == 0 { 20 } else { 1 };
+        for _ in 0..burst {
+            if next() % 100 < 55 || alive[s].is_empty() {
+                let vm = format!("vm{n}");
+                n += 1;
+                events.push(ev(t, &format!("s{s}"), EventKind::Create, &vm));
+                alive[s].push(vm);
+            } else {
+                let k = (next() as usize) % alive[s].len();
+                let vm = alive[s].swap_remove(k);
+                events.push(ev(t, &format!("s{s}"), EventKind::Delete, &vm));
+            }
+        }
+    }
+    let p = Params {
+        lead_time: 60.0,
+        shard_size: 16,
+        window: Some((2000.0, 22000.0)),
+    };
+    let oracle = replay(&events, &Policy::Oracle, &p, true).unwrap();
+    assert_eq!(oracle.misses, 0);
+    assert!(oracle.creations > 1000);
+    let lazy = replay(&events, &Policy::OnDemand { release_delay: 1e9 }, &p, false).unwrap();
+    assert!(oracle.mean_idle_addresses < lazy.mean_idle_addresses);
+    let per = oracle.per_subdivision.unwrap();
+    assert_eq!(per.len(), 3);
+    let sum: f64 = per.iter().map(|(_, r)| r.mean_idle_addresses).sum();
+    assert!((sum - oracle.mean_idle_addresses).abs() < 1e-6);
+}
+
+#[test]
+fn bad_policies_parameters_and_params_are_named() {
+    let e = Policy::parse("magic", &[]).unwrap_err();
+    assert!(e.to_string().contains("policy magic"), "{e}");
+    let e = Policy::parse("on-demand", &[("delay".into(), "3".into())]).unwrap_err();
+    assert!(e.to_string().contains("parameter delay"), "{e}");
+    let e = Policy::parse("on-demand", &[("release_delay".into(), "-1".into())]).unwrap_err();
+    assert!(e.to_string().contains("release_delay=-1"), "{e}");
+    let events = vec![ev(1.0, "a", EventKind::Create, "x")];
+    let p = Params {
+        lead_time: -5.0,
+        shard_size: 64,
+        window: None,
+    };
+    let e = replay(&events, &Policy::Oracle, &p, false).unwrap_err();
+    assert!(e.to_string().contains("lead time -5"), "{e}");
+    let e = replay(
+        &[],
+        &Policy::Oracle,
+        &Params {
+            lead_time: 1.0,
+            ..p
+        },
+        false,
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("no events"), "{e}");
+}
