@@ -120,12 +120,12 @@ enum Command {
         #[arg(long, default_value = "0.5,0.8,0.95,0.99")]
         quantiles: String,
     },
-    /// Replay a trace against an allocation policy (on-demand, oracle) and measure misses, waits,
+    /// Replay a trace against an allocation policy (on-demand, warm-target, watermark, oracle) and measure misses, waits,
     /// idle addresses and routes.
     Simulate {
         #[arg(long)]
         events: PathBuf,
-        /// on-demand | oracle
+        /// on-demand | warm-target | watermark | oracle
         #[arg(long)]
         policy: String,
         /// Policy parameter key=value (repeatable), e.g. release_delay=3600.

@@ -11,6 +11,24 @@ pub enum Policy {
     /// been empty for `release_delay` seconds is released. (Calico's IPAM releases empty affine
     /// blocks on its own schedule; the delay is the knob swept here.)
     OnDemand { release_delay: f64 },
+    /// AWS VPC CNI (ipamd): every 5 s, keep at least `warm_ip_target` free addresses and at least
+    /// `minimum_ip_target` in all (rounded up to whole shards, as in prefix-delegation mode); a
+    /// shard that has been empty for the 30 s cooldown is released when the targets still hold
+    /// without it. (aws/amazon-vpc-cni-k8s docs: WARM_IP_TARGET, MINIMUM_IP_TARGET.)
+    WarmTarget {
+        warm_ip_target: f64,
+        minimum_ip_target: f64,
+    },
+    /// Cilium ENI / multi-pool IPAM: keep `pre_allocate` addresses available above the used ones
+    /// (default 8) and at least `min_allocate` in all; addresses more than `max_above_watermark`
+    /// above the watermark are excess, released after the 180 s excess release delay. Checked
+    /// every second. (cilium docs: pre-allocate, min-allocate, max-above-watermark,
+    /// excess-ip-release-delay.)
+    Watermark {
+        pre_allocate: f64,
+        min_allocate: f64,
+        max_above_watermark: f64,
+    },
     /// Perfect foresight (tick 1 s): holds ⌈max alive over [t, t + lead + 1 s) ÷ shard size⌉ shards
     /// and releases empty shards above that at once: zero misses with the least idle, the physical
     /// limit for a given shard size. For reference only.
@@ -46,6 +64,41 @@ impl Policy {
                 }
                 Ok(Policy::OnDemand { release_delay })
             }
+            "warm-target" => {
+                let (mut warm, mut min) = (0.0, 0.0);
+                for (k, v) in params {
+                    match k.as_str() {
+                        "warm_ip_target" => warm = num(k, v)?,
+                        "minimum_ip_target" => min = num(k, v)?,
+                        _ => return Err(unknown(k, "warm_ip_target, minimum_ip_target")),
+                    }
+                }
+                Ok(Policy::WarmTarget {
+                    warm_ip_target: warm,
+                    minimum_ip_target: min,
+                })
+            }
+            "watermark" => {
+                let (mut pre, mut min, mut above) = (8.0, 0.0, 0.0);
+                for (k, v) in params {
+                    match k.as_str() {
+                        "pre_allocate" => pre = num(k, v)?,
+                        "min_allocate" => min = num(k, v)?,
+                        "max_above_watermark" => above = num(k, v)?,
+                        _ => {
+                            return Err(unknown(
+                                k,
+                                "pre_allocate, min_allocate, max_above_watermark",
+                            ))
+                        }
+                    }
+                }
+                Ok(Policy::Watermark {
+                    pre_allocate: pre,
+                    min_allocate: min,
+                    max_above_watermark: above,
+                })
+            }
             "oracle" => match params.first() {
                 Some((k, _)) => Err(unknown(k, "(none)")),
                 None => Ok(Policy::Oracle),
@@ -53,7 +106,7 @@ impl Policy {
             _ => Err(SimError::Invalid {
                 what: "policy",
                 value: name.to_string(),
-                reason: "expected one of on-demand, oracle".into(),
+                reason: "expected one of on-demand, warm-target, watermark, oracle".into(),
             }),
         }
     }
@@ -62,6 +115,8 @@ impl Policy {
     pub fn name(&self) -> &'static str {
         match self {
             Policy::OnDemand { .. } => "on-demand",
+            Policy::WarmTarget { .. } => "warm-target",
+            Policy::Watermark { .. } => "watermark",
             Policy::Oracle => "oracle",
         }
     }
@@ -71,5 +126,26 @@ impl FromStr for Policy {
     type Err = SimError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         Policy::parse(s, &[])
+    }
+}
+
+impl Policy {
+    /// Seconds between the checks of a reactive pool policy (`None`: event-driven or oracle).
+    pub fn tick(&self) -> Option<f64> {
+        match self {
+            Policy::WarmTarget { .. } => Some(5.0),
+            Policy::Watermark { .. } => Some(1.0),
+            _ => None,
+        }
+    }
+
+    /// Seconds a shard must have been empty before a pool policy may release it.
+    pub fn release_cooldown(&self) -> f64 {
+        match self {
+            Policy::WarmTarget { .. } => 30.0,
+            Policy::Watermark { .. } => 180.0,
+            Policy::OnDemand { release_delay } => *release_delay,
+            Policy::Oracle => 0.0,
+        }
     }
 }

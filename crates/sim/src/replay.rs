@@ -288,6 +288,47 @@ impl<'a> Sub<'a> {
         }
     }
 
+    /// A reactive pool policy's check at `t` (it sees events strictly before `t`): claim up to the
+    /// floor the policy keeps, release empty shards past their cooldown that the policy no longer
+    /// needs (highest-numbered first).
+    fn pool_tick(&mut self, t: Time) {
+        let size = f64::from(self.p.shard_size);
+        let held = |s: &Self| s.live as f64 * size;
+        let free = |s: &Self| held(s) - s.used as f64;
+        // (wanted free, wanted total, free above which a shard is excess)
+        let (want_free, want_total, excess_above) = match *self.policy {
+            Policy::WarmTarget {
+                warm_ip_target,
+                minimum_ip_target,
+            } => (warm_ip_target, minimum_ip_target, warm_ip_target),
+            Policy::Watermark {
+                pre_allocate,
+                min_allocate,
+                max_above_watermark,
+            } => (
+                pre_allocate,
+                min_allocate,
+                pre_allocate + max_above_watermark,
+            ),
+            _ => return,
+        };
+        while free(self) < want_free || held(self) < want_total {
+            self.claim(t);
+        }
+        let cooldown = self.policy.release_cooldown();
+        for i in (0..self.shards.len()).rev() {
+            let s = &self.shards[i];
+            if s.state == State::Ready
+                && s.used == 0
+                && t - s.empty_since >= cooldown
+                && free(self) - size >= excess_above
+                && held(self) - size >= want_total
+            {
+                self.release(i, t);
+            }
+        }
+    }
+
     /// Oracle: at integer second `t`, holds ⌈max alive over [t, t + lead + 1) ÷ size⌉ shards.
     fn oracle_tick(&mut self, t: Time, target: u64) {
         while self.live < target {
@@ -325,6 +366,28 @@ fn replay_sub(events: &[&VmEvent], policy: &Policy, p: &Params, start: Time) -> 
     };
     let end = events.last().map_or(start, |e| e.time);
     match policy {
+        Policy::WarmTarget { .. } | Policy::Watermark { .. } => {
+            let tick = policy.tick().expect("pool policies tick");
+            let mut t = (start / tick).ceil() * tick;
+            let end_ticks = p.window.map_or(end, |(_, b)| b.max(end));
+            let mut ev = 0usize;
+            while t <= end_ticks {
+                while ev < events.len() && events[ev].time < t {
+                    let e = events[ev];
+                    sub.run_due(e.time);
+                    sub.advance(e.time);
+                    match e.kind {
+                        EventKind::Create => sub.create(e),
+                        EventKind::Delete => sub.delete(e),
+                    }
+                    ev += 1;
+                }
+                sub.run_due(t);
+                sub.advance(t);
+                sub.pool_tick(t);
+                t += tick;
+            }
+        }
         Policy::OnDemand { .. } => {
             for e in events {
                 sub.run_due(e.time);

@@ -130,3 +130,38 @@ fn bad_policies_parameters_and_params_are_named() {
     .unwrap_err();
     assert!(e.to_string().contains("no events"), "{e}");
 }
+
+#[test]
+fn pool_policies_keep_their_floor_and_release_after_their_cooldown() {
+    use EventKind::*;
+    // One VM a minute for ten minutes, all gone at 2000.
+    let mut events: Vec<VmEvent> = (0..10)
+        .map(|i| ev(1000.0 + 60.0 * i as f64, "a", Create, &format!("v{i}")))
+        .collect();
+    events.extend((0..10).map(|i| ev(2000.0, "a", Delete, &format!("v{i}"))));
+    let p = Params {
+        lead_time: 30.0,
+        shard_size: 4,
+        window: Some((1000.0, 2600.0)),
+    };
+    // Keeping 4 free addresses (one shard's worth) ahead: never a miss at one VM a minute.
+    let warm = Policy::parse("warm-target", &[("warm_ip_target".into(), "4".into())]).unwrap();
+    let r = replay(&events, &warm, &p, false).unwrap();
+    assert_eq!(r.misses, 0, "{r:?}");
+    // After 2000 everything is empty: released 30 s later down to the floor (4 free = 1 shard).
+    assert!(r.shard_releases >= 2, "{r:?}");
+    let water = Policy::parse("watermark", &[("pre_allocate".into(), "4".into())]).unwrap();
+    let w = replay(&events, &water, &p, false).unwrap();
+    assert_eq!(w.misses, 0, "{w:?}");
+    // Cilium's 180 s excess release delay: nothing goes before 2180, so it holds more.
+    assert!(
+        w.mean_idle_addresses > r.mean_idle_addresses,
+        "{w:?} vs {r:?}"
+    );
+    let e = Policy::parse("watermark", &[("warm_ip_target".into(), "4".into())]).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("pre_allocate, min_allocate, max_above_watermark"),
+        "{e}"
+    );
+}
