@@ -125,9 +125,15 @@ enum Command {
     Simulate {
         #[arg(long)]
         events: PathBuf,
-        /// on-demand | warm-target | watermark | oracle
-        #[arg(long)]
-        policy: String,
+        /// on-demand | warm-target | watermark | oracle (not with --sweep)
+        #[arg(long, required_unless_present = "sweep")]
+        policy: Option<String>,
+        /// Run every policy over a grid of its knobs and print the Pareto table.
+        #[arg(long, conflicts_with_all = ["policy", "params"])]
+        sweep: bool,
+        /// With --sweep: write the plot (miss rate against idle addresses) as SVG here.
+        #[arg(long, requires = "sweep")]
+        plot: Option<PathBuf>,
         /// Policy parameter key=value (repeatable), e.g. release_delay=3600.
         #[arg(long = "param")]
         params: Vec<String>,
@@ -459,6 +465,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Simulate {
             events,
             policy,
+            sweep,
+            plot,
             params,
             lead_time,
             shard_prefix,
@@ -469,6 +477,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             &events,
             simulate::SimulateArgs {
                 policy,
+                sweep,
+                plot,
                 params,
                 lead_time,
                 shard_prefix,

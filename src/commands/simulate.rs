@@ -3,6 +3,7 @@
 use std::path::Path;
 
 use anyhow::{bail, Result};
+use cidrcast_sim::sweep::{grid, svg, Point};
 use cidrcast_sim::{replay, Params, Policy};
 use cidrcast_trace::{ReadOptions, TraceReader};
 
@@ -10,7 +11,9 @@ use crate::output::{emit, Format};
 
 /// Arguments of `simulate`.
 pub struct SimulateArgs {
-    pub policy: String,
+    pub policy: Option<String>,
+    pub sweep: bool,
+    pub plot: Option<std::path::PathBuf>,
     pub params: Vec<String>,
     pub lead_time: f64,
     pub shard_prefix: u8,
@@ -42,7 +45,6 @@ pub fn simulate(output: Format, events: &Path, a: SimulateArgs) -> Result<()> {
                 .ok_or_else(|| anyhow::anyhow!("--param {kv:?}: expected key=value"))
         })
         .collect::<Result<_>>()?;
-    let policy = Policy::parse(&a.policy, &params)?;
     if !(a.lead_time.is_finite() && a.lead_time >= 0.0) {
         bail!(
             "--lead-time {}: must be a number of seconds >= 0",
@@ -62,6 +64,11 @@ pub fn simulate(output: Format, events: &Path, a: SimulateArgs) -> Result<()> {
         shard_size: 1u32 << (32 - u32::from(a.shard_prefix)).min(31),
         window,
     };
+    if a.sweep {
+        return sweep(output, &evs, &p, a.shard_prefix, a.plot.as_deref());
+    }
+    let name = a.policy.as_deref().unwrap_or_default();
+    let policy = Policy::parse(name, &params)?;
     let r = replay(&evs, &policy, &p, a.per_subdivision)?;
     emit(output, &r, |r| {
         format!(
@@ -71,6 +78,53 @@ pub fn simulate(output: Format, events: &Path, a: SimulateArgs) -> Result<()> {
             r.mean_used_addresses, 100.0 * r.utilization, r.shard_claims, r.claims_per_hour,
             r.shard_releases, r.releases_per_hour, r.routes_mean, r.routes_max
         )
+    });
+    Ok(())
+}
+
+fn sweep(
+    output: Format,
+    evs: &[cidrcast_core::model::VmEvent],
+    p: &Params,
+    prefix: u8,
+    plot: Option<&Path>,
+) -> Result<()> {
+    let points = cidrcast_sim::sweep::sweep(evs, p, &grid())?;
+    if let Some(path) = plot {
+        let title = format!(
+            "miss rate against idle addresses, lead {} s, /{prefix} shards",
+            p.lead_time
+        );
+        std::fs::write(path, svg(&points, &title))
+            .map_err(|e| anyhow::anyhow!("cannot write the plot to {}: {e}", path.display()))?;
+    }
+    emit(output, &points, |pts: &Vec<Point>| {
+        let mut t = crate::output::Table::new(&[
+            "FAMILY",
+            "SETTING",
+            "MISS RATE",
+            "MEAN IDLE",
+            "MEAN WAIT S",
+            "CLAIMS",
+            "PARETO",
+            "BEST <=1%",
+            "BEST <=0.1%",
+        ]);
+        let mark = |b: bool| if b { "*" } else { "" }.to_string();
+        for q in pts {
+            t.row(vec![
+                q.family.to_string(),
+                q.setting.clone(),
+                format!("{:.4}%", 100.0 * q.miss_rate),
+                format!("{:.0}", q.mean_idle_addresses),
+                format!("{:.2}", q.mean_wait_s),
+                q.shard_claims.to_string(),
+                mark(q.pareto),
+                mark(q.best_1pct),
+                mark(q.best_01pct),
+            ]);
+        }
+        t.render()
     });
     Ok(())
 }

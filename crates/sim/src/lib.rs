@@ -17,6 +17,7 @@
 
 pub mod policy;
 pub mod replay;
+pub mod sweep;
 
 pub use policy::Policy;
 pub use replay::{replay, Params, Report};

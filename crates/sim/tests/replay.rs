@@ -165,3 +165,45 @@ fn pool_policies_keep_their_floor_and_release_after_their_cooldown() {
         "{e}"
     );
 }
+
+#[test]
+fn sweep_marks_the_pareto_front_and_each_familys_best() {
+    use cidrcast_sim::sweep::{grid, svg, sweep};
+    use EventKind::*;
+    let mut events = Vec::new();
+    for i in 0..200 {
+        let t = 1000.0 + 30.0 * i as f64;
+        events.push(ev(t, "a", Create, &format!("v{i}")));
+        if i >= 5 {
+            events.push(ev(t + 1.0, "a", Delete, &format!("v{}", i - 5)));
+        }
+    }
+    let p = Params {
+        lead_time: 60.0,
+        shard_size: 4,
+        window: Some((1500.0, 7000.0)),
+    };
+    let pts = sweep(&events, &p, &grid()).unwrap();
+    assert_eq!(pts.len(), grid().len());
+    // The oracle has no miss and the least idle: on the front, and best of its family.
+    let oracle = pts.iter().find(|q| q.family == "oracle").unwrap();
+    assert_eq!(oracle.miss_rate, 0.0);
+    assert!(oracle.pareto && oracle.best_01pct && oracle.best_1pct);
+    // No front point is dominated by another point.
+    for a in pts.iter().filter(|q| q.pareto) {
+        assert!(!pts
+            .iter()
+            .any(|b| b.miss_rate < a.miss_rate && b.mean_idle_addresses < a.mean_idle_addresses));
+    }
+    // At most one best per family and bound, and it meets the bound.
+    for fam in ["on-demand", "warm-target", "watermark"] {
+        let best: Vec<_> = pts
+            .iter()
+            .filter(|q| q.family == fam && q.best_1pct)
+            .collect();
+        assert!(best.len() <= 1);
+        assert!(best.iter().all(|q| q.miss_rate <= 0.01));
+    }
+    let plot = svg(&pts, "t");
+    assert!(plot.starts_with("<svg") && plot.matches("<circle").count() >= pts.len());
+}
