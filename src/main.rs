@@ -125,7 +125,7 @@ enum Command {
     Simulate {
         #[arg(long)]
         events: PathBuf,
-        /// on-demand | warm-target | watermark | oracle (not with --sweep)
+        /// on-demand | warm-target | watermark | predictive | oracle (not with --sweep)
         #[arg(long, required_unless_present = "sweep")]
         policy: Option<String>,
         /// Run every policy over a grid of its knobs and print the Pareto table.

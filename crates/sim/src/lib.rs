@@ -20,7 +20,7 @@ pub mod replay;
 pub mod sweep;
 
 pub use policy::Policy;
-pub use replay::{replay, Params, Report};
+pub use replay::{decisions, replay, Decision, Params, Report};
 
 /// What went wrong in a simulation.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

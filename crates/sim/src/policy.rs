@@ -29,6 +29,25 @@ pub enum Policy {
         min_allocate: f64,
         max_above_watermark: f64,
     },
+    /// cidrcast's predictive policy, strictly causal: every `tick` seconds it looks at the
+    /// subdivision's own past only (events before the tick) and holds enough shards for the alive
+    /// count now plus the `quantile` of the increases of the peak over `lead + tick` seen at the same
+    /// time of day on the last `days` days and over the last `recent` ticks; it releases empty
+    /// shards only beyond one shard above that target (hysteresis).
+    Predictive {
+        quantile: f64,
+        tick: f64,
+        days: f64,
+        recent: f64,
+        /// Addresses added to the target.
+        headroom: f64,
+        /// Shards held above the target before empty ones are released.
+        hysteresis: f64,
+        /// Addresses added to a subdivision's target per recent miss of its own (the prefetcher's
+        /// feedback: misses raise the margin where they happen, decaying with `miss_half_life`).
+        per_miss: f64,
+        miss_half_life: f64,
+    },
     /// Perfect foresight (tick 1 s): holds ⌈max alive over [t, t + lead + 1 s) ÷ shard size⌉ shards
     /// and releases empty shards above that at once: zero misses with the least idle, the physical
     /// limit for a given shard size. For reference only.
@@ -99,6 +118,46 @@ impl Policy {
                     max_above_watermark: above,
                 })
             }
+            "predictive" => {
+                let (mut quantile, mut tick, mut days, mut recent) = (0.9, 60.0, 7.0, 30.0);
+                let (mut headroom, mut hysteresis) = (0.0, 0.0);
+                let (mut per_miss, mut miss_half_life) = (0.0, 21600.0);
+                for (k, v) in params {
+                    match k.as_str() {
+                        "quantile" => quantile = num(k, v)?,
+                        "tick" => tick = num(k, v)?,
+                        "days" => days = num(k, v)?,
+                        "recent" => recent = num(k, v)?,
+                        "headroom" => headroom = num(k, v)?,
+                        "hysteresis" => hysteresis = num(k, v)?,
+                        "per_miss" => per_miss = num(k, v)?,
+                        "miss_half_life" => miss_half_life = num(k, v)?,
+                        _ => {
+                            return Err(unknown(
+                                k,
+                                "quantile, tick, days, recent, headroom, hysteresis, per_miss, miss_half_life",
+                            ))
+                        }
+                    }
+                }
+                if !(quantile > 0.0 && quantile <= 1.0) || tick <= 0.0 {
+                    return Err(SimError::Invalid {
+                        what: "parameter",
+                        value: format!("quantile={quantile} tick={tick}"),
+                        reason: "quantile must lie in (0, 1] and tick be positive".into(),
+                    });
+                }
+                Ok(Policy::Predictive {
+                    quantile,
+                    tick,
+                    days,
+                    recent,
+                    headroom,
+                    hysteresis,
+                    per_miss,
+                    miss_half_life,
+                })
+            }
             "oracle" => match params.first() {
                 Some((k, _)) => Err(unknown(k, "(none)")),
                 None => Ok(Policy::Oracle),
@@ -106,7 +165,8 @@ impl Policy {
             _ => Err(SimError::Invalid {
                 what: "policy",
                 value: name.to_string(),
-                reason: "expected one of on-demand, warm-target, watermark, oracle".into(),
+                reason: "expected one of on-demand, warm-target, watermark, predictive, oracle"
+                    .into(),
             }),
         }
     }
@@ -117,6 +177,7 @@ impl Policy {
             Policy::OnDemand { .. } => "on-demand",
             Policy::WarmTarget { .. } => "warm-target",
             Policy::Watermark { .. } => "watermark",
+            Policy::Predictive { .. } => "predictive",
             Policy::Oracle => "oracle",
         }
     }
@@ -135,6 +196,7 @@ impl Policy {
         match self {
             Policy::WarmTarget { .. } => Some(5.0),
             Policy::Watermark { .. } => Some(1.0),
+            Policy::Predictive { tick, .. } => Some(*tick),
             _ => None,
         }
     }
@@ -145,7 +207,7 @@ impl Policy {
             Policy::WarmTarget { .. } => 30.0,
             Policy::Watermark { .. } => 180.0,
             Policy::OnDemand { release_delay } => *release_delay,
-            Policy::Oracle => 0.0,
+            Policy::Oracle | Policy::Predictive { .. } => 0.0,
         }
     }
 }

@@ -87,8 +87,18 @@ impl PartialOrd for Due {
 const MATURE: u8 = 0;
 const RELEASE: u8 = 1;
 
+/// A shard claim or release, as the policy decided it (for causality checks).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Decision {
+    pub time: Time,
+    pub subdivision: String,
+    pub shard: usize,
+    pub claim: bool,
+}
+
 #[derive(Default)]
 struct Acc {
+    log: Vec<(Time, usize, bool)>,
     creations: u64,
     misses: u64,
     waits: Vec<f64>,
@@ -113,6 +123,9 @@ struct Sub<'a> {
     routes: usize,
     last: Time,
     acc: Acc,
+    /// Recent misses of this subdivision (decaying), for the predictive policy's feedback.
+    miss_boost: f64,
+    boost_at: Time,
 }
 
 impl<'a> Sub<'a> {
@@ -178,6 +191,7 @@ impl<'a> Sub<'a> {
             shard: i,
         });
         self.live += 1;
+        self.acc.log.push((t, i, true));
         if self.in_window(t) {
             self.acc.claims += 1;
         }
@@ -188,6 +202,7 @@ impl<'a> Sub<'a> {
     fn release(&mut self, i: usize, t: Time) {
         self.shards[i].state = State::Free;
         self.live -= 1;
+        self.acc.log.push((t, i, false));
         if self.in_window(t) {
             self.acc.releases += 1;
         }
@@ -266,6 +281,9 @@ impl<'a> Sub<'a> {
                 }
             }
         };
+        if wait > 0.0 {
+            self.miss_boost += 1.0;
+        }
         if counted {
             if wait > 0.0 {
                 self.acc.misses += 1;
@@ -329,6 +347,83 @@ impl<'a> Sub<'a> {
         }
     }
 
+    /// Predictive policy at tick `t`: `hist` holds (time, alive after) of every event before `t`.
+    fn predictive_tick(&mut self, t: Time, hist: &[(Time, i64)]) {
+        let Policy::Predictive {
+            quantile,
+            tick,
+            days,
+            recent,
+            headroom,
+            hysteresis,
+            per_miss,
+            miss_half_life,
+        } = *self.policy
+        else {
+            return;
+        };
+        let w = self.p.lead_time + tick;
+        let alive_at = |r: Time| -> i64 {
+            let i = hist.partition_point(|&(time, _)| time <= r);
+            if i == 0 {
+                0
+            } else {
+                hist[i - 1].1
+            }
+        };
+        let increase = |r: Time| -> f64 {
+            let base = alive_at(r);
+            let from = hist.partition_point(|&(time, _)| time <= r);
+            let to = hist.partition_point(|&(time, _)| time < r + w);
+            let peak = hist[from..to].iter().map(|&(_, a)| a).fold(base, i64::max);
+            (peak - base) as f64
+        };
+        let mut samples: Vec<f64> = Vec::new();
+        for k in 1..=(days as usize) {
+            let r = t - k as f64 * 86400.0;
+            if r >= hist.first().map_or(t, |h| h.0) {
+                samples.push(increase(r));
+            }
+        }
+        for j in 0..(recent as usize) {
+            let r = t - w - j as f64 * tick;
+            if r >= hist.first().map_or(t, |h| h.0) {
+                samples.push(increase(r));
+            }
+        }
+        samples.sort_by(f64::total_cmp);
+        let inc = if samples.is_empty() {
+            0.0
+        } else {
+            let k = ((quantile * samples.len() as f64).ceil() as usize).clamp(1, samples.len());
+            samples[k - 1]
+        };
+        let size = f64::from(self.p.shard_size);
+        if miss_half_life > 0.0 {
+            self.miss_boost *= 0.5f64.powf((t - self.boost_at) / miss_half_life);
+        }
+        self.boost_at = t;
+        let feedback = per_miss * self.miss_boost;
+        let target = ((self.used as f64 + inc.max(0.0) + headroom + feedback) / size).ceil() as u64;
+        let hysteresis = hysteresis as u64;
+        while self.live < target {
+            self.claim(t);
+        }
+        if self.live > target + hysteresis {
+            let mut excess = self.live - target - hysteresis;
+            for i in (0..self.shards.len()).rev() {
+                if excess == 0 {
+                    break;
+                }
+                let s = &self.shards[i];
+                if s.used == 0 && s.state == State::Ready {
+                    self.release(i, t);
+                    excess -= 1;
+                }
+            }
+        }
+    }
+
     /// Oracle: at integer second `t`, holds ⌈max alive over [t, t + lead + 1) ÷ size⌉ shards.
     fn oracle_tick(&mut self, t: Time, target: u64) {
         while self.live < target {
@@ -363,9 +458,42 @@ fn replay_sub(events: &[&VmEvent], policy: &Policy, p: &Params, start: Time) -> 
         routes: 0,
         last: start,
         acc: Acc::default(),
+        miss_boost: 0.0,
+        boost_at: start,
     };
     let end = events.last().map_or(start, |e| e.time);
     match policy {
+        Policy::Predictive { .. } => {
+            let tick = policy.tick().expect("the predictive policy ticks");
+            let mut t = (start / tick).ceil() * tick;
+            let end_ticks = p.window.map_or(end, |(_, b)| b.max(end));
+            let mut hist: Vec<(Time, i64)> = Vec::with_capacity(events.len());
+            let mut alive = 0i64;
+            let mut ev = 0usize;
+            while t <= end_ticks {
+                while ev < events.len() && events[ev].time < t {
+                    let e = events[ev];
+                    sub.run_due(e.time);
+                    sub.advance(e.time);
+                    match e.kind {
+                        EventKind::Create => {
+                            sub.create(e);
+                            alive += 1;
+                        }
+                        EventKind::Delete => {
+                            sub.delete(e);
+                            alive -= 1;
+                        }
+                    }
+                    hist.push((e.time, alive));
+                    ev += 1;
+                }
+                sub.run_due(t);
+                sub.advance(t);
+                sub.predictive_tick(t, &hist);
+                t += tick;
+            }
+        }
         Policy::WarmTarget { .. } | Policy::Watermark { .. } => {
             let tick = policy.tick().expect("pool policies tick");
             let mut t = (start / tick).ceil() * tick;
@@ -541,6 +669,36 @@ fn report(accs: &[Acc], span: f64) -> Report {
         routes_max: accs.iter().map(|a| a.routes_max).max().unwrap_or(0),
         per_subdivision: None,
     }
+}
+
+/// Every claim and release `policy` makes on `events`, in time order per subdivision.
+pub fn decisions(
+    events: &[VmEvent],
+    policy: &Policy,
+    p: &Params,
+) -> Result<Vec<Decision>, SimError> {
+    let Some(first) = events.first() else {
+        return Ok(Vec::new());
+    };
+    let start = first.time - p.lead_time - 60.0;
+    let mut by_sub: Vec<(&str, Vec<&VmEvent>)> = Vec::new();
+    for e in events {
+        match by_sub.iter_mut().find(|(s, _)| *s == e.subdivision) {
+            Some((_, v)) => v.push(e),
+            None => by_sub.push((e.subdivision.as_str(), vec![e])),
+        }
+    }
+    let mut out = Vec::new();
+    for (sub, evs) in by_sub {
+        let acc = replay_sub(&evs, policy, p, start);
+        out.extend(acc.log.into_iter().map(|(time, shard, claim)| Decision {
+            time,
+            subdivision: sub.to_string(),
+            shard,
+            claim,
+        }));
+    }
+    Ok(out)
 }
 
 /// Replays `events` (time-ordered) against `policy`.
