@@ -252,6 +252,34 @@ impl<'a> Sub<'a> {
         }
     }
 
+    /// Replays one trace event, after the internal events due by then.
+    fn step(&mut self, e: &'a VmEvent) {
+        self.run_due(e.time);
+        self.advance(e.time);
+        match e.kind {
+            EventKind::Create => self.create(e),
+            EventKind::Delete => self.delete(e),
+        }
+    }
+
+    /// Replays the events from `*next` that come strictly before the tick `t`, then brings the
+    /// state to `t`; returns the events replayed.
+    fn feed<'e>(
+        &mut self,
+        events: &'e [&'a VmEvent],
+        next: &mut usize,
+        t: Time,
+    ) -> &'e [&'a VmEvent] {
+        let from = *next;
+        while *next < events.len() && events[*next].time < t {
+            self.step(events[*next]);
+            *next += 1;
+        }
+        self.run_due(t);
+        self.advance(t);
+        &events[from..*next]
+    }
+
     fn create(&mut self, e: &'a VmEvent) {
         let t = e.time;
         let size = self.p.shard_size;
@@ -471,25 +499,10 @@ fn replay_sub(events: &[&VmEvent], policy: &Policy, p: &Params, start: Time) -> 
             let mut alive = 0i64;
             let mut ev = 0usize;
             while t <= end_ticks {
-                while ev < events.len() && events[ev].time < t {
-                    let e = events[ev];
-                    sub.run_due(e.time);
-                    sub.advance(e.time);
-                    match e.kind {
-                        EventKind::Create => {
-                            sub.create(e);
-                            alive += 1;
-                        }
-                        EventKind::Delete => {
-                            sub.delete(e);
-                            alive -= 1;
-                        }
-                    }
+                for e in sub.feed(events, &mut ev, t) {
+                    alive += if e.kind == EventKind::Create { 1 } else { -1 };
                     hist.push((e.time, alive));
-                    ev += 1;
                 }
-                sub.run_due(t);
-                sub.advance(t);
                 sub.predictive_tick(t, &hist);
                 t += tick;
             }
@@ -500,30 +513,14 @@ fn replay_sub(events: &[&VmEvent], policy: &Policy, p: &Params, start: Time) -> 
             let end_ticks = p.window.map_or(end, |(_, b)| b.max(end));
             let mut ev = 0usize;
             while t <= end_ticks {
-                while ev < events.len() && events[ev].time < t {
-                    let e = events[ev];
-                    sub.run_due(e.time);
-                    sub.advance(e.time);
-                    match e.kind {
-                        EventKind::Create => sub.create(e),
-                        EventKind::Delete => sub.delete(e),
-                    }
-                    ev += 1;
-                }
-                sub.run_due(t);
-                sub.advance(t);
+                sub.feed(events, &mut ev, t);
                 sub.pool_tick(t);
                 t += tick;
             }
         }
         Policy::OnDemand { .. } => {
             for e in events {
-                sub.run_due(e.time);
-                sub.advance(e.time);
-                match e.kind {
-                    EventKind::Create => sub.create(e),
-                    EventKind::Delete => sub.delete(e),
-                }
+                sub.step(e);
             }
         }
         Policy::Oracle => {
@@ -557,18 +554,7 @@ fn replay_sub(events: &[&VmEvent], policy: &Policy, p: &Params, start: Time) -> 
             let mut ev = 0usize;
             for &t in &ticks {
                 // Events strictly before the tick happen first.
-                while ev < events.len() && events[ev].time < t {
-                    let e = events[ev];
-                    sub.run_due(e.time);
-                    sub.advance(e.time);
-                    match e.kind {
-                        EventKind::Create => sub.create(e),
-                        EventKind::Delete => sub.delete(e),
-                    }
-                    ev += 1;
-                }
-                sub.run_due(t);
-                sub.advance(t);
+                sub.feed(events, &mut ev, t);
                 // Points inside [t, t + horizon): alive just before t, and every change in it.
                 while tail < points.len() && points[tail].0 < t + horizon {
                     while window
@@ -595,12 +581,7 @@ fn replay_sub(events: &[&VmEvent], policy: &Policy, p: &Params, start: Time) -> 
                 sub.oracle_tick(t, target);
             }
             for e in &events[ev..] {
-                sub.run_due(e.time);
-                sub.advance(e.time);
-                match e.kind {
-                    EventKind::Create => sub.create(e),
-                    EventKind::Delete => sub.delete(e),
-                }
+                sub.step(e);
             }
         }
     }
