@@ -30,6 +30,27 @@ fn daily_trace(dir: &std::path::Path) -> std::path::PathBuf {
     p
 }
 
+/// Runs `cidrcast COMMAND --events TRACE EXTRA...` in `dir`, asserts that it fails, and returns
+/// its stderr.
+fn refused(
+    dir: &std::path::Path,
+    command: &str,
+    trace: &std::path::Path,
+    extra: &[&str],
+) -> String {
+    let out = Command::new(BIN)
+        .args([command, "--events", trace.to_str().unwrap()])
+        .args(extra)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        !out.status.success(),
+        "cidrcast {command} {extra:?} succeeded"
+    );
+    String::from_utf8(out.stderr).unwrap()
+}
+
 #[test]
 fn backtest_scores_models_and_reports_json() {
     let dir = tempfile::tempdir().unwrap();
@@ -67,16 +88,7 @@ fn backtest_scores_models_and_reports_json() {
 fn backtest_rejects_bad_arguments_naming_them() {
     let dir = tempfile::tempdir().unwrap();
     let trace = daily_trace(dir.path());
-    let run = |extra: &[&str]| {
-        let out = Command::new(BIN)
-            .args(["backtest", "--events", trace.to_str().unwrap()])
-            .args(extra)
-            .current_dir(dir.path())
-            .output()
-            .unwrap();
-        assert!(!out.status.success());
-        String::from_utf8(out.stderr).unwrap()
-    };
+    let run = |extra: &[&str]| refused(dir.path(), "backtest", &trace, extra);
     assert!(run(&["--target", "median"]).contains("invalid target median"));
     assert!(run(&["--horizon", "0h"]).contains("invalid horizon 0h"));
     assert!(run(&["--horizon", "90m"]).contains("--horizon 90m is not a whole number"));
@@ -179,16 +191,7 @@ fn forecast_reflects_a_scheduled_event_in_its_window() {
 fn forecast_rejects_bad_arguments_naming_them() {
     let dir = tempfile::tempdir().unwrap();
     let trace = daily_trace(dir.path());
-    let run = |extra: &[&str]| {
-        let out = Command::new(BIN)
-            .args(["forecast", "--events", trace.to_str().unwrap()])
-            .args(extra)
-            .current_dir(dir.path())
-            .output()
-            .unwrap();
-        assert!(!out.status.success());
-        String::from_utf8(out.stderr).unwrap()
-    };
+    let run = |extra: &[&str]| refused(dir.path(), "forecast", &trace, extra);
     assert!(run(&["--quantiles", "0.5,1.2"])
         .contains("--quantiles: 1.2 must lie strictly between 0 and 1"));
     assert!(run(&["--quantiles", "x"]).contains("\"x\" is not a number"));
@@ -285,16 +288,7 @@ fn simulate_reports_json_and_rejects_bad_input() {
         assert!(v.get(key).is_some(), "{key} missing in {v}");
     }
     assert_eq!(v["misses"].as_u64(), Some(0));
-    let run = |extra: &[&str]| {
-        let out = Command::new(BIN)
-            .args(["simulate", "--events", trace.to_str().unwrap()])
-            .args(extra)
-            .current_dir(dir.path())
-            .output()
-            .unwrap();
-        assert!(!out.status.success());
-        String::from_utf8(out.stderr).unwrap()
-    };
+    let run = |extra: &[&str]| refused(dir.path(), "simulate", &trace, extra);
     assert!(run(&["--policy", "magic", "--lead-time", "60"]).contains("policy magic"));
     assert!(run(&[
         "--policy",
