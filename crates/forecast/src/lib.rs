@@ -11,6 +11,7 @@ pub mod backtest;
 pub mod calibrate;
 pub mod error;
 pub mod events;
+pub mod increase;
 pub mod models;
 /// The model trait and the seasonal naive reference (re-exported under their first name).
 pub use models as model;

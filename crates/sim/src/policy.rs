@@ -29,11 +29,15 @@ pub enum Policy {
         min_allocate: f64,
         max_above_watermark: f64,
     },
-    /// cidrcast's predictive policy, strictly causal: every `tick` seconds it looks at the
-    /// subdivision's own past only (events before the tick) and holds enough shards for the alive
-    /// count now plus the `quantile` of the increases of the peak over `lead + tick` seen at the same
-    /// time of day on the last `days` days and over the last `recent` ticks; it releases empty
-    /// shards only beyond one shard above that target (hysteresis).
+    /// cidrcast's predictive policy, strictly causal. Every `tick` seconds, per subdivision, the
+    /// short-horizon forecaster ([`cidrcast_forecast::increase`]) reads the subdivision's own past
+    /// (events before the tick) and the planner holds enough shards for the alive count plus the
+    /// forecast's `quantile` of the rise over the lead time and one tick: empirical samples at the
+    /// same time of day on the last `days` days and over the last `recent` ticks, raised to what a
+    /// cron-like period predicts. Releases look further: an empty shard goes only when the
+    /// `keep_quantile` of the rise over `keep_horizon` would not need it (hysteresis). The
+    /// prefetcher's feedback raises a subdivision's level after each of its misses and lowers it
+    /// after each hit, steering it to `target_miss`.
     Predictive {
         quantile: f64,
         tick: f64,
@@ -47,6 +51,20 @@ pub enum Policy {
         /// feedback: misses raise the margin where they happen, decaying with `miss_half_life`).
         per_miss: f64,
         miss_half_life: f64,
+        /// Periodic detection: a rise predicted when each of the last `repeats` cycles of some
+        /// period rose at this phase (0: off).
+        repeats: f64,
+        /// The miss rate the prefetcher steers each subdivision's level to (0: fixed level).
+        target_miss: f64,
+        /// How far one miss raises the level.
+        gain: f64,
+        /// Releases: a shard is kept while the `keep_quantile` of the rise over `keep_horizon`
+        /// seconds would need it.
+        keep_horizon: f64,
+        keep_quantile: f64,
+        /// Claims look at the rise over `[lead, lead + tick)` only (what a shard claimed now can
+        /// serve) instead of `[0, lead + tick)`.
+        claim_from_lead: bool,
     },
     /// Perfect foresight (tick 1 s): holds ⌈max alive over [t, t + lead + 1 s) ÷ shard size⌉ shards
     /// and releases empty shards above that at once: zero misses with the least idle, the physical
@@ -122,6 +140,9 @@ impl Policy {
                 let (mut quantile, mut tick, mut days, mut recent) = (0.9, 60.0, 7.0, 30.0);
                 let (mut headroom, mut hysteresis) = (0.0, 0.0);
                 let (mut per_miss, mut miss_half_life) = (0.0, 21600.0);
+                let (mut repeats, mut target_miss, mut gain) = (3.0, 0.0, 0.05);
+                let (mut keep_horizon, mut keep_quantile) = (0.0, 0.9);
+                let mut claim_from_lead = 0.0;
                 for (k, v) in params {
                     match k.as_str() {
                         "quantile" => quantile = num(k, v)?,
@@ -132,10 +153,16 @@ impl Policy {
                         "hysteresis" => hysteresis = num(k, v)?,
                         "per_miss" => per_miss = num(k, v)?,
                         "miss_half_life" => miss_half_life = num(k, v)?,
+                        "repeats" => repeats = num(k, v)?,
+                        "target_miss" => target_miss = num(k, v)?,
+                        "gain" => gain = num(k, v)?,
+                        "keep_horizon" => keep_horizon = num(k, v)?,
+                        "keep_quantile" => keep_quantile = num(k, v)?,
+                        "claim_from_lead" => claim_from_lead = num(k, v)?,
                         _ => {
                             return Err(unknown(
                                 k,
-                                "quantile, tick, days, recent, headroom, hysteresis, per_miss, miss_half_life",
+                                "quantile, tick, days, recent, headroom, hysteresis, per_miss, miss_half_life, repeats, target_miss, gain, keep_horizon, keep_quantile, claim_from_lead",
                             ))
                         }
                     }
@@ -156,6 +183,12 @@ impl Policy {
                     hysteresis,
                     per_miss,
                     miss_half_life,
+                    repeats,
+                    target_miss,
+                    gain,
+                    keep_horizon,
+                    keep_quantile,
+                    claim_from_lead: claim_from_lead > 0.0,
                 })
             }
             "oracle" => match params.first() {

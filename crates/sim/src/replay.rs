@@ -7,6 +7,8 @@ use cidrcast_core::model::{EventKind, Time, VmEvent};
 use cidrcast_core::prefix::{min_cover, Block, Family};
 use serde::Serialize;
 
+use cidrcast_forecast::increase::{Horizon, IncreaseConfig, IncreaseForecaster};
+
 use crate::policy::Policy;
 use crate::SimError;
 
@@ -126,6 +128,8 @@ struct Sub<'a> {
     /// Recent misses of this subdivision (decaying), for the predictive policy's feedback.
     miss_boost: f64,
     boost_at: Time,
+    /// The predictive policy's quantile level (above 1: the top sample, stretched).
+    level: f64,
 }
 
 impl<'a> Sub<'a> {
@@ -312,6 +316,17 @@ impl<'a> Sub<'a> {
         if wait > 0.0 {
             self.miss_boost += 1.0;
         }
+        if let Policy::Predictive {
+            target_miss, gain, ..
+        } = *self.policy
+        {
+            // The prefetcher's own feedback: raise the level after a miss, lower it a little
+            // after each hit, so that the long-run miss rate settles at `target_miss`.
+            if target_miss > 0.0 {
+                let miss = if wait > 0.0 { 1.0 } else { 0.0 };
+                self.level = (self.level + gain * (miss - target_miss)).clamp(0.5, 4.0);
+            }
+        }
         if counted {
             if wait > 0.0 {
                 self.acc.misses += 1;
@@ -375,57 +390,25 @@ impl<'a> Sub<'a> {
         }
     }
 
-    /// Predictive policy at tick `t`: `hist` holds (time, alive after) of every event before `t`.
-    fn predictive_tick(&mut self, t: Time, hist: &[(Time, i64)]) {
+    /// Predictive policy at grid index `ix` (time `t`): the forecaster has seen every event before
+    /// `t`. Holds shards for the alive count plus the forecast's upper quantile of the increase over
+    /// the lead time and one tick, at this subdivision's own level.
+    fn predictive_tick(&mut self, t: Time, ix: usize, fc: &mut IncreaseForecaster) {
         let Policy::Predictive {
-            quantile,
-            tick,
-            days,
-            recent,
             headroom,
             hysteresis,
             per_miss,
             miss_half_life,
+            keep_quantile,
+            ..
         } = *self.policy
         else {
             return;
         };
-        let w = self.p.lead_time + tick;
-        let alive_at = |r: Time| -> i64 {
-            let i = hist.partition_point(|&(time, _)| time <= r);
-            if i == 0 {
-                0
-            } else {
-                hist[i - 1].1
-            }
-        };
-        let increase = |r: Time| -> f64 {
-            let base = alive_at(r);
-            let from = hist.partition_point(|&(time, _)| time <= r);
-            let to = hist.partition_point(|&(time, _)| time < r + w);
-            let peak = hist[from..to].iter().map(|&(_, a)| a).fold(base, i64::max);
-            (peak - base) as f64
-        };
-        let mut samples: Vec<f64> = Vec::new();
-        for k in 1..=(days as usize) {
-            let r = t - k as f64 * 86400.0;
-            if r >= hist.first().map_or(t, |h| h.0) {
-                samples.push(increase(r));
-            }
-        }
-        for j in 0..(recent as usize) {
-            let r = t - w - j as f64 * tick;
-            if r >= hist.first().map_or(t, |h| h.0) {
-                samples.push(increase(r));
-            }
-        }
-        samples.sort_by(f64::total_cmp);
-        let inc = if samples.is_empty() {
-            0.0
-        } else {
-            let k = ((quantile * samples.len() as f64).ceil() as usize).clamp(1, samples.len());
-            samples[k - 1]
-        };
+        let level = self.level.min(1.0);
+        let stretch = self.level.max(1.0);
+        let inc = fc.forecast(0, ix).upper(level) * stretch;
+        let keep_inc = fc.forecast(1, ix).upper(keep_quantile);
         let size = f64::from(self.p.shard_size);
         if miss_half_life > 0.0 {
             self.miss_boost *= 0.5f64.powf((t - self.boost_at) / miss_half_life);
@@ -433,12 +416,15 @@ impl<'a> Sub<'a> {
         self.boost_at = t;
         let feedback = per_miss * self.miss_boost;
         let target = ((self.used as f64 + inc.max(0.0) + headroom + feedback) / size).ceil() as u64;
+        // Releases look further ahead: a shard stays while the rise expected over the longer
+        // horizon would need it again.
+        let keep = (((self.used as f64 + keep_inc.max(0.0)) / size).ceil() as u64).max(target);
         let hysteresis = hysteresis as u64;
         while self.live < target {
             self.claim(t);
         }
-        if self.live > target + hysteresis {
-            let mut excess = self.live - target - hysteresis;
+        if self.live > keep + hysteresis {
+            let mut excess = self.live - keep - hysteresis;
             for i in (0..self.shards.len()).rev() {
                 if excess == 0 {
                     break;
@@ -488,23 +474,56 @@ fn replay_sub(events: &[&VmEvent], policy: &Policy, p: &Params, start: Time) -> 
         acc: Acc::default(),
         miss_boost: 0.0,
         boost_at: start,
+        level: match policy {
+            Policy::Predictive { quantile, .. } => *quantile,
+            _ => 1.0,
+        },
     };
     let end = events.last().map_or(start, |e| e.time);
     match policy {
-        Policy::Predictive { .. } => {
+        Policy::Predictive {
+            days,
+            recent,
+            repeats,
+            keep_horizon,
+            claim_from_lead,
+            ..
+        } => {
             let tick = policy.tick().expect("the predictive policy ticks");
-            let mut t = (start / tick).ceil() * tick;
+            let first = (start / tick).ceil();
+            let mut fc = IncreaseForecaster::new(
+                IncreaseConfig {
+                    step: tick,
+                    horizons: vec![
+                        Horizon {
+                            start: if *claim_from_lead { p.lead_time } else { 0.0 },
+                            end: p.lead_time + tick,
+                        },
+                        Horizon {
+                            start: 0.0,
+                            end: keep_horizon.max(p.lead_time + tick),
+                        },
+                    ],
+                    days: *days as usize,
+                    recent: *recent as usize,
+                    periods: IncreaseConfig::default_periods(),
+                    repeats: *repeats as usize,
+                },
+                first * tick,
+            );
             let end_ticks = p.window.map_or(end, |(_, b)| b.max(end));
-            let mut hist: Vec<(Time, i64)> = Vec::with_capacity(events.len());
-            let mut alive = 0i64;
             let mut ev = 0usize;
-            while t <= end_ticks {
-                for e in sub.feed(events, &mut ev, t) {
-                    alive += if e.kind == EventKind::Create { 1 } else { -1 };
-                    hist.push((e.time, alive));
+            let mut ix = 0usize;
+            loop {
+                let t = (first + ix as f64) * tick;
+                if t > end_ticks {
+                    break;
                 }
-                sub.predictive_tick(t, &hist);
-                t += tick;
+                for e in sub.feed(events, &mut ev, t) {
+                    fc.observe(e.time, if e.kind == EventKind::Create { 1 } else { -1 });
+                }
+                sub.predictive_tick(t, ix, &mut fc);
+                ix += 1;
             }
         }
         Policy::WarmTarget { .. } | Policy::Watermark { .. } => {

@@ -54,6 +54,24 @@ pub fn grid() -> Vec<(Policy, String)> {
             format!("pre_allocate={pre}"),
         ));
     }
+    for (q, keep) in [
+        (0.5, 0.0),
+        (0.7, 0.0),
+        (0.8, 0.0),
+        (0.9, 0.0),
+        (0.95, 0.0),
+        (0.9, 1800.0),
+        (0.9, 3600.0),
+        (0.95, 3600.0),
+        (0.99, 3600.0),
+    ] {
+        let params = [
+            ("quantile".to_string(), q.to_string()),
+            ("keep_horizon".to_string(), keep.to_string()),
+        ];
+        let policy = Policy::parse("predictive", &params).expect("the sweep's own grid parses");
+        v.push((policy, format!("quantile={q} keep_horizon={keep}")));
+    }
     v.push((Policy::Oracle, "-".to_string()));
     v
 }
@@ -64,9 +82,27 @@ pub fn sweep(
     p: &Params,
     grid: &[(Policy, String)],
 ) -> Result<Vec<Point>, SimError> {
+    // The points are independent: run them on every core, in grid order.
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let mut reports: Vec<Option<Result<crate::Report, SimError>>> = vec![None; grid.len()];
+    let done = std::sync::Mutex::new(&mut reports);
+    std::thread::scope(|s| {
+        for _ in 0..threads.min(grid.len()) {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some((policy, _)) = grid.get(i) else {
+                    break;
+                };
+                let r = replay(events, policy, p, false);
+                done.lock()
+                    .expect("no sweep thread panics holding the lock")[i] = Some(r);
+            });
+        }
+    });
     let mut pts = Vec::with_capacity(grid.len());
-    for (policy, setting) in grid {
-        let r = replay(events, policy, p, false)?;
+    for ((policy, setting), r) in grid.iter().zip(reports) {
+        let r = r.expect("every point ran")?;
         pts.push(Point {
             family: policy.name(),
             setting: setting.clone(),

@@ -242,7 +242,19 @@ fn the_predictive_policy_is_causal() {
         shard_size: 64,
         window: None,
     };
-    let policy = Policy::parse("predictive", &[("quantile".into(), "0.9".into())]).unwrap();
+    // Every part of the policy: the empirical and periodic forecasts, the longer release
+    // horizon, and the prefetcher's feedback on misses.
+    let params: Vec<(String, String)> = [
+        ("quantile", "0.9"),
+        ("repeats", "2"),
+        ("keep_horizon", "1800"),
+        ("target_miss", "0.01"),
+        ("per_miss", "1"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let policy = Policy::parse("predictive", &params).unwrap();
     let before = |d: Vec<cidrcast_sim::Decision>| -> Vec<_> {
         d.into_iter().filter(|x| x.time < cut).collect()
     };
