@@ -143,6 +143,14 @@ enum Command {
         /// Shard prefix length (IPv4): 26 = 64 addresses.
         #[arg(long, default_value_t = 26)]
         shard_prefix: u8,
+        /// Adaptive shard sizes: the shortest prefix (largest shard) the predictive policy may
+        /// claim. Default: --shard-prefix.
+        #[arg(long)]
+        min_shard_prefix: Option<u8>,
+        /// Adaptive shard sizes: the longest prefix (smallest shard) the predictive policy may
+        /// claim. Default: --shard-prefix.
+        #[arg(long)]
+        max_shard_prefix: Option<u8>,
         /// Evaluation window START:END in trace seconds.
         #[arg(long)]
         window: Option<String>,
@@ -177,11 +185,16 @@ enum Command {
         #[arg(long, default_value = "3d")]
         calibration_window: String,
     },
-    /// Replay a real trace through the allocator and summarise (default: the bundled slice).
+    /// Replay a real trace through the allocator twice, shards claimed on demand and then
+    /// forecast, planned and prefetched, and compare (default: the bundled slice).
     Demo {
         /// A canonical event trace (CSV, optionally gzip) instead of the bundled slice.
         #[arg(long)]
         events: Option<PathBuf>,
+        /// Seconds from a shard's reservation until routers announce it (the prefetcher looks
+        /// this far ahead).
+        #[arg(long, default_value_t = 60.0, value_parser = non_negative_seconds)]
+        lead_time: f64,
         /// Events per durable commit.
         #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u64).range(1..))]
         batch: u64,
@@ -202,9 +215,15 @@ enum PoolCmd {
         /// Root prefix, e.g. 10.0.0.0/8 or fd00::/48.
         #[arg(long)]
         prefix: String,
-        /// Prefix length of one shard, e.g. 26.
+        /// Prefix length of one shard, e.g. 26 (the default shard size).
         #[arg(long)]
         shard_prefix_len: u8,
+        /// Shortest shard prefix length handed out (largest shards; default: --shard-prefix-len).
+        #[arg(long)]
+        min_shard_prefix_len: Option<u8>,
+        /// Longest shard prefix length handed out (smallest shards; default: --shard-prefix-len).
+        #[arg(long)]
+        max_shard_prefix_len: Option<u8>,
         #[arg(long)]
         vrf: Option<String>,
         /// A range never handed out (repeatable).
@@ -284,6 +303,10 @@ enum ShardCmd {
         subdivision: String,
         #[arg(long)]
         pool: Option<String>,
+        /// Prefix length of the shard, within the pool's min/max shard prefix lengths
+        /// (default: the pool's shard_prefix_len).
+        #[arg(long)]
+        prefix_len: Option<u8>,
     },
     /// Activate a reserved (or draining) shard.
     Activate { prefix: String },
@@ -350,6 +373,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             name,
             prefix,
             shard_prefix_len,
+            min_shard_prefix_len,
+            max_shard_prefix_len,
             vrf,
             reserved,
             reserve_first,
@@ -360,6 +385,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 name,
                 prefix,
                 shard_prefix_len,
+                min_shard_prefix_len,
+                max_shard_prefix_len,
                 vrf,
                 reserved,
                 reserve_first,
@@ -425,9 +452,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Release { vm } => lease::release(&ctx()?, &vm),
         Command::Leases { subdivision } => lease::leases(&ctx()?, subdivision.as_deref()),
         Command::Shards { subdivision } => shards::list(&ctx()?, subdivision.as_deref()),
-        Command::Shard(ShardCmd::Claim { subdivision, pool }) => {
-            shards::claim(&ctx()?, &subdivision, pool.as_deref())
-        }
+        Command::Shard(ShardCmd::Claim {
+            subdivision,
+            pool,
+            prefix_len,
+        }) => shards::claim(&ctx()?, &subdivision, pool.as_deref(), prefix_len),
         Command::Shard(ShardCmd::Activate { prefix }) => shards::activate(&ctx()?, &prefix),
         Command::Shard(ShardCmd::Drain { prefix }) => shards::drain(&ctx()?, &prefix),
         Command::Shard(ShardCmd::Release { prefix }) => shards::release(&ctx()?, &prefix),
@@ -470,6 +499,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             params,
             lead_time,
             shard_prefix,
+            min_shard_prefix,
+            max_shard_prefix,
             window,
             per_subdivision,
         } => simulate::simulate(
@@ -482,6 +513,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 params,
                 lead_time,
                 shard_prefix,
+                min_shard_prefix,
+                max_shard_prefix,
                 window,
                 per_subdivision,
             },
@@ -510,6 +543,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         ),
         Command::Demo {
             events,
+            lead_time,
             batch,
             quiet,
         } => demo::demo(
@@ -517,6 +551,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             data_explicit,
             demo::DemoArgs {
                 events,
+                lead_time,
                 batch: batch as usize,
                 progress: !quiet,
             },
@@ -558,5 +593,13 @@ fn main() -> ExitCode {
             eprintln!("error: {line}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// A number of seconds: finite and not negative.
+fn non_negative_seconds(v: &str) -> Result<f64, String> {
+    match v.parse::<f64>() {
+        Ok(x) if x.is_finite() && x >= 0.0 => Ok(x),
+        _ => Err(format!("expected a number of seconds >= 0, got `{v}`")),
     }
 }

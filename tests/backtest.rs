@@ -305,3 +305,26 @@ fn simulate_reports_json_and_rejects_bad_input() {
             .contains("--window 9:3")
     );
 }
+
+#[test]
+fn simulate_names_a_bad_shard_prefix_range() {
+    let dir = tempfile::tempdir().unwrap();
+    let trace = daily_trace(dir.path());
+    let run = |extra: &[&str]| {
+        let base = ["--policy", "predictive", "--lead-time", "60"];
+        refused(dir.path(), "simulate", &trace, &[&base[..], extra].concat())
+    };
+    let e = run(&["--min-shard-prefix", "27"]);
+    assert!(
+        e.contains("--min-shard-prefix 27: must not exceed --shard-prefix 26"),
+        "{e}"
+    );
+    assert_eq!(e.trim().lines().count(), 1, "{e}");
+    assert!(run(&["--min-shard-prefix", "0"])
+        .contains("--min-shard-prefix 0: must lie between 1 and 32"));
+    assert!(run(&["--max-shard-prefix", "25"]).contains("--max-shard-prefix 25: must be at least"));
+    assert!(run(&["--max-shard-prefix", "33"]).contains("--max-shard-prefix 33"));
+    assert!(
+        run(&["--min-shard-prefix", "24", "--param", "route_budget=0"]).contains("route_budget=0")
+    );
+}

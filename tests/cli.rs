@@ -397,6 +397,130 @@ fn shard_lifecycle_by_hand() {
     assert_eq!(n(&shards[0], "leases"), 0);
 }
 
+#[test]
+fn shard_claim_takes_a_prefix_len_within_the_pool_range() {
+    let env = populated();
+    env.ok(&[
+        "pool",
+        "add",
+        "sized",
+        "--prefix",
+        "192.168.0.0/16",
+        "--shard-prefix-len",
+        "26",
+        "--min-shard-prefix-len",
+        "24",
+        "--max-shard-prefix-len",
+        "28",
+    ]);
+    let pools = env.json(&["pool", "list"]);
+    let sized = arr(&pools)
+        .iter()
+        .find(|p| s(p, "name") == "sized")
+        .expect("sized listed");
+    assert_eq!(n(sized, "shard_prefix_len"), 26);
+    assert_eq!(n(sized, "min_shard_prefix_len"), 24);
+    assert_eq!(n(sized, "max_shard_prefix_len"), 28);
+    let table = env.ok(&["pool", "list"]);
+    assert!(table.contains("/26 (/24-/28)"), "{table}");
+    env.ok(&["subdivision", "add", "rack", "--pool", "sized"]);
+
+    // A /28, a default /26 and a /24 (which grows the /24 home block to a /23).
+    let small = env.json(&[
+        "shard",
+        "claim",
+        "--subdivision",
+        "rack",
+        "--prefix-len",
+        "28",
+    ]);
+    assert_eq!(s(&small, "prefix"), "192.168.0.0/28");
+    assert_eq!(s(&small, "state"), "reserved");
+    assert_eq!(s(&small, "pool"), "sized");
+    let default = env.json(&["shard", "claim", "--subdivision", "rack"]);
+    assert_eq!(s(&default, "prefix"), "192.168.0.64/26");
+    let big = env.json(&[
+        "shard",
+        "claim",
+        "--subdivision",
+        "rack",
+        "--prefix-len",
+        "24",
+    ]);
+    assert_eq!(s(&big, "prefix"), "192.168.1.0/24");
+    assert!(!big["borrowed"].as_bool().unwrap());
+    let shards = env.json(&["shards", "--subdivision", "rack"]);
+    let got: Vec<(&str, &str)> = arr(&shards)
+        .iter()
+        .map(|x| (s(x, "prefix"), s(x, "usable")))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("192.168.0.0/28", "16"),
+            ("192.168.0.64/26", "64"),
+            ("192.168.1.0/24", "256")
+        ]
+    );
+    // The /28 hands out its addresses once active.
+    env.ok(&["shard", "activate", "192.168.0.0/28"]);
+    let a = env.json(&["allocate", "--subdivision", "rack", "--vm", "r1"]);
+    assert_eq!(s(&a, "shard"), "192.168.0.0/28");
+    assert_eq!(s(&a, "address"), "192.168.0.0");
+
+    // Outside the pool's range, or another size than a one-size pool's: refused, nothing changes.
+    env.assert_rejected(
+        &[
+            "shard",
+            "claim",
+            "--subdivision",
+            "rack",
+            "--prefix-len",
+            "29",
+        ],
+        &["pool `sized`", "/29", "/24 to /28"],
+    );
+    env.assert_rejected(
+        &[
+            "shard",
+            "claim",
+            "--subdivision",
+            "rack",
+            "--prefix-len",
+            "23",
+        ],
+        &["pool `sized`", "/23", "/24 to /28"],
+    );
+    env.assert_rejected(
+        &[
+            "shard",
+            "claim",
+            "--subdivision",
+            "web",
+            "--pool",
+            "v4",
+            "--prefix-len",
+            "27",
+        ],
+        &["pool `v4`", "/27", "only hands out /26 shards"],
+    );
+    // A range the default size does not lie in.
+    env.assert_rejected(
+        &[
+            "pool",
+            "add",
+            "bad",
+            "--prefix",
+            "172.16.0.0/16",
+            "--shard-prefix-len",
+            "26",
+            "--max-shard-prefix-len",
+            "25",
+        ],
+        &["`bad`", "max_shard_prefix_len 25", "shard_prefix_len 26"],
+    );
+}
+
 // ------------------------------------------------------------------------------------------
 // Bad input: one line on stderr, exit code 1, and the store unchanged
 
@@ -1275,7 +1399,7 @@ fn demo_on_a_small_trace() {
     );
 }
 
-/// The bundled slice (~270k events): 40-55 s in a debug build (under the 60 s budget).
+/// The bundled slice (~270k events), replayed twice (on demand, then predictive).
 #[test]
 fn demo_on_the_bundled_slice() {
     let env = Env::new();
@@ -1300,6 +1424,19 @@ fn demo_on_the_bundled_slice() {
         n(&sum, "creations") - n(&sum, "deletions")
     );
     assert!(n(&sum, "peak_alive") >= n(&sum, "recovered_leases"));
+    // Both runs count the same arrivals (after the 113,302 VMs running when the trace starts),
+    // each a hit or a miss; the predictive run planned at every minute of the 3 h.
+    let (base, pred) = (&sum["baseline"], &sum["predictive"]);
+    assert_eq!(s(base, "policy"), "on-demand");
+    assert_eq!(s(pred, "policy"), "predictive");
+    assert_eq!(n(base, "allocations"), n(&sum, "creations") - 113_302);
+    assert_eq!(n(pred, "allocations"), n(base, "allocations"));
+    for r in [base, pred] {
+        assert_eq!(n(r, "ready_hits") + n(r, "misses"), n(r, "allocations"));
+        assert!(r["mean_idle_addresses"].as_f64().unwrap() > 0.0, "{r}");
+    }
+    assert!(n(pred, "plans") >= 170, "{pred}");
+    assert_eq!(n(base, "plans"), 0);
     let alive_top: u64 = arr(&sum["top"]).iter().map(|r| n(r, "alive_at_end")).sum();
     assert!(alive_top <= n(&sum, "recovered_leases"));
     assert_eq!(arr(&sum["top"]).len(), 10);

@@ -52,6 +52,10 @@ struct PoolRow {
     prefix: IpNet,
     vrf: String,
     shard_prefix_len: u8,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    min_shard_prefix_len: Option<u8>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_shard_prefix_len: Option<u8>,
     size: String,
     shards_reserved: u64,
     shards_active: u64,
@@ -66,6 +70,8 @@ pub struct PoolAdd {
     pub name: String,
     pub prefix: String,
     pub shard_prefix_len: u8,
+    pub min_shard_prefix_len: Option<u8>,
+    pub max_shard_prefix_len: Option<u8>,
     pub vrf: Option<String>,
     pub reserved: Vec<String>,
     pub reserve_first: u32,
@@ -83,6 +89,8 @@ pub fn pool_add(ctx: &Ctx, a: PoolAdd) -> Result<()> {
         name: a.name,
         prefix: parse_prefix("--prefix", &a.prefix)?,
         shard_prefix_len: a.shard_prefix_len,
+        min_shard_prefix_len: a.min_shard_prefix_len,
+        max_shard_prefix_len: a.max_shard_prefix_len,
         vrf: a.vrf.unwrap_or_else(default_vrf),
         reserved: a
             .reserved
@@ -105,6 +113,19 @@ pub fn pool_remove(ctx: &Ctx, name: &str) -> Result<()> {
     Ok(())
 }
 
+/// The SHARD column: `/26`, or `/26 (/24-/28)` when the pool hands out several sizes.
+fn shard_sizes(r: &PoolRow) -> String {
+    let (min, max) = (
+        r.min_shard_prefix_len.unwrap_or(r.shard_prefix_len),
+        r.max_shard_prefix_len.unwrap_or(r.shard_prefix_len),
+    );
+    if (min, max) == (r.shard_prefix_len, r.shard_prefix_len) {
+        format!("/{}", r.shard_prefix_len)
+    } else {
+        format!("/{} (/{min}-/{max})", r.shard_prefix_len)
+    }
+}
+
 pub fn pool_list(ctx: &Ctx) -> Result<()> {
     let engine = ctx.engine()?;
     let rows: Vec<PoolRow> = engine.read(|ipam| {
@@ -115,6 +136,8 @@ pub fn pool_list(ctx: &Ctx) -> Result<()> {
                 prefix: p.spec.prefix,
                 vrf: p.spec.vrf,
                 shard_prefix_len: p.spec.shard_prefix_len,
+                min_shard_prefix_len: p.spec.min_shard_prefix_len,
+                max_shard_prefix_len: p.spec.max_shard_prefix_len,
                 size: p.size.to_string(),
                 shards_reserved: p.shards_reserved,
                 shards_active: p.shards_active,
@@ -142,7 +165,7 @@ pub fn pool_list(ctx: &Ctx) -> Result<()> {
                 r.name.clone(),
                 r.prefix.to_string(),
                 r.vrf.clone(),
-                format!("/{}", r.shard_prefix_len),
+                shard_sizes(r),
                 r.shards_reserved.to_string(),
                 r.shards_active.to_string(),
                 r.shards_draining.to_string(),

@@ -1,7 +1,9 @@
 //! `cidrcast demo`: replays a real trace (by default the bundled Google 2011 slice) through the
-//! allocator on the embedded store, claiming shards on demand, and prints what happened.
+//! allocator on the embedded store twice: first claiming shards on demand (the baseline, on a
+//! scratch store), then forecasting, planning and prefetching (on the demo's store), and prints
+//! hit rate, idle addresses and routes of both.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -9,6 +11,8 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use cidrcast_core::model::{EventKind, Reason, ShardState, SubdivisionSpec, VmEvent};
 use cidrcast_engine::Engine;
+use cidrcast_forecast::increase::{Horizon, IncreaseConfig, IncreaseForecaster};
+use cidrcast_planner::{Demand, PlannerConfig};
 use cidrcast_store::{RedbStore, Store};
 use cidrcast_trace::{ReadOptions, TraceReader};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -24,6 +28,8 @@ const BUNDLED_NAME: &str = "data/google2011/demo-events.csv.gz (bundled)";
 
 pub struct DemoArgs {
     pub events: Option<PathBuf>,
+    /// Seconds from a shard's reservation until routers announce it.
+    pub lead_time: f64,
     pub batch: usize,
     pub progress: bool,
 }
@@ -64,6 +70,11 @@ struct Summary {
     store_commits: u64,
     recovered_leases: usize,
     replay_seconds: f64,
+    lead_time_s: f64,
+    /// The same trace, the same allocator and store, shards claimed on demand.
+    baseline: RunFigures,
+    /// This run: forecast, planned and prefetched.
+    predictive: RunFigures,
     top: Vec<SubRow>,
 }
 
@@ -124,84 +135,59 @@ pub fn demo(ctx: &Ctx, data_explicit: bool, args: DemoArgs) -> Result<()> {
         .context("the configuration has no pool to replay into")?
         .name
         .clone();
-    engine.execute_untimed(|ipam| {
-        for name in &order {
-            if !ipam.has_subdivision(name) {
-                ipam.add_subdivision(SubdivisionSpec {
-                    pools: vec![pool.clone()],
-                    ..SubdivisionSpec::new(name)
-                })?;
-            }
-        }
-        Ok(())
-    })?;
+    add_subdivisions(&engine, &order, &pool)?;
 
-    // Pass 2: replay in batches; each batch is one durable commit.
-    let bar = if args.progress {
-        let b = ProgressBar::new(events);
-        b.set_style(
-            ProgressStyle::with_template(
-                "{spinner} replay [{bar:40}] {pos}/{len} events ({per_sec}, eta {eta})",
-            )
-            .expect("valid template")
-            .progress_chars("=> "),
-        );
-        b
-    } else {
-        ProgressBar::hidden()
-    };
+    // Pass 2: the on-demand baseline on a scratch store, then the predictive run on the demo's
+    // store. Each batch of events is one durable commit; each tick's plan is another.
+    let scratch = tempfile::Builder::new()
+        .prefix("cidrcast-demo-baseline-")
+        .tempdir()?;
+    let baseline_engine = open_engine(scratch.path(), &ctx.config, false)?;
+    add_subdivisions(&baseline_engine, &order, &pool)?;
+    let (mut replay, _) = reader(&args)?;
+    let baseline = run(
+        &baseline_engine,
+        &mut replay,
+        &Mode::OnDemand,
+        args.batch,
+        &bar(args.progress, events, "on-demand"),
+        None,
+    )?;
+    drop(baseline_engine);
     let (mut replay, _) = reader(&args)?;
     let started = Instant::now();
     let mut alive: HashMap<String, u64> = HashMap::new();
     let (mut total_alive, mut peak_alive) = (0u64, 0u64);
-    let (mut util_weighted, mut util_time) = (0.0f64, 0.0f64);
-    let mut last_sample: Option<(f64, f64)> = None;
-    let mut batch: Vec<VmEvent> = Vec::with_capacity(args.batch);
-    let mut done = false;
-    while !done {
-        batch.clear();
-        for ev in replay.by_ref() {
-            batch.push(ev?);
-            if batch.len() >= args.batch {
-                break;
+    let mut tally = |ev: &VmEvent| {
+        let a = alive.entry(ev.subdivision.clone()).or_default();
+        let s = stats.get_mut(&ev.subdivision).expect("seen in pass 1");
+        match ev.kind {
+            EventKind::Create => {
+                *a += 1;
+                total_alive += 1;
+                s.creations += 1;
+                s.peak_alive = s.peak_alive.max(*a);
+            }
+            EventKind::Delete => {
+                *a -= 1;
+                total_alive -= 1;
             }
         }
-        if batch.len() < args.batch {
-            done = true;
-        }
-        if batch.is_empty() {
-            break;
-        }
-        let now = batch.last().map(|e| e.time).unwrap_or(0.0);
-        let (leases, usable) = apply_batch(&engine, &batch, now)?;
-        for ev in &batch {
-            let a = alive.entry(ev.subdivision.clone()).or_default();
-            let s = stats.get_mut(&ev.subdivision).expect("seen in pass 1");
-            match ev.kind {
-                EventKind::Create => {
-                    *a += 1;
-                    total_alive += 1;
-                    s.creations += 1;
-                    s.peak_alive = s.peak_alive.max(*a);
-                }
-                EventKind::Delete => {
-                    *a -= 1;
-                    total_alive -= 1;
-                }
-            }
-            peak_alive = peak_alive.max(total_alive);
-        }
-        // Time-weighted utilisation: leased / usable addresses in claimed shards.
-        let u = if usable > 0.0 { leases / usable } else { 0.0 };
-        if let Some((t0, u0)) = last_sample {
-            let dt = now - t0;
-            util_weighted += u0 * dt;
-            util_time += dt;
-        }
-        last_sample = Some((now, u));
-        bar.inc(batch.len() as u64);
-    }
-    bar.finish_and_clear();
+        peak_alive = peak_alive.max(total_alive);
+    };
+    let predictive = run(
+        &engine,
+        &mut replay,
+        &Mode::Predictive {
+            lead: args.lead_time,
+            tick: 60.0,
+            quantile: 0.9,
+            keep_horizon: 1800.0,
+        },
+        args.batch,
+        &bar(args.progress, events, "predictive"),
+        Some(&mut tally),
+    )?;
     let replay_seconds = started.elapsed().as_secs_f64();
 
     let (counters, subs, pool_infos) = engine.read(|ipam| {
@@ -273,12 +259,7 @@ pub fn demo(ctx: &Ctx, data_explicit: bool, args: DemoArgs) -> Result<()> {
         shard_releases: counters.shard_releases,
         borrowed_claims: counters.borrowed_claims,
         home_growths: counters.home_growths,
-        mean_utilisation: if util_time > 0.0 {
-            util_weighted / util_time
-        } else {
-            // A single batch has no time span to weigh over: its state is the mean.
-            utilisation_end
-        },
+        mean_utilisation: predictive.mean_utilisation,
         utilisation_at_end: utilisation_end,
         routes_mean: if subs.is_empty() {
             0.0
@@ -289,17 +270,20 @@ pub fn demo(ctx: &Ctx, data_explicit: bool, args: DemoArgs) -> Result<()> {
         store_commits: commits,
         recovered_leases: recovered,
         replay_seconds,
+        lead_time_s: args.lead_time,
+        baseline,
+        predictive,
         top,
     };
     emit(ctx.output, &summary, render);
     Ok(())
 }
 
-/// Applies one batch of events in one durable commit, then drains the empty shards beyond the
-/// first of each subdivision (on-demand: shards are claimed on a miss and given back when idle).
-/// Returns (leases, usable addresses in claimed shards).
-fn apply_batch(engine: &Engine<RedbStore>, batch: &[VmEvent], now: f64) -> Result<(f64, f64)> {
-    Ok(engine.execute_at(now, |ipam, now| {
+/// Applies one batch of events in one durable commit; with `drain`, then drains the empty shards
+/// beyond the first of each subdivision (on-demand: shards are claimed on a miss and given back
+/// when idle).
+fn apply_batch(engine: &Engine<RedbStore>, batch: &[VmEvent], now: f64, drain: bool) -> Result<()> {
+    engine.execute_at(now, |ipam, now| {
         for ev in batch {
             match ev.kind {
                 EventKind::Create => {
@@ -315,6 +299,9 @@ fn apply_batch(engine: &Engine<RedbStore>, batch: &[VmEvent], now: f64) -> Resul
                     ipam.release(&ev.vm_id, ev.time)?;
                 }
             }
+        }
+        if !drain {
+            return Ok(());
         }
         let shards = ipam.shards(None)?;
         let mut active: HashMap<&str, usize> = HashMap::new();
@@ -332,11 +319,272 @@ fn apply_batch(engine: &Engine<RedbStore>, batch: &[VmEvent], now: f64) -> Resul
                 }
             }
         }
-        let (leases, usable) = ipam.pools().iter().fold((0.0, 0.0), |(l, u), p| {
-            (l + p.leases as f64, u + p.usable_in_shards as f64)
+        Ok(())
+    })?;
+    Ok(())
+}
+
+fn add_subdivisions(engine: &Engine<RedbStore>, order: &[String], pool: &str) -> Result<()> {
+    engine.execute_untimed(|ipam| {
+        for name in order {
+            if !ipam.has_subdivision(name) {
+                ipam.add_subdivision(SubdivisionSpec {
+                    pools: vec![pool.to_string()],
+                    ..SubdivisionSpec::new(name)
+                })?;
+            }
+        }
+        Ok(())
+    })?;
+    Ok(())
+}
+
+fn bar(progress: bool, events: u64, what: &str) -> ProgressBar {
+    if !progress {
+        return ProgressBar::hidden();
+    }
+    let b = ProgressBar::new(events);
+    b.set_style(
+        ProgressStyle::with_template(&format!(
+            "{{spinner}} {what:<10} [{{bar:40}}] {{pos}}/{{len}} events ({{per_sec}}, eta {{eta}})"
+        ))
+        .expect("valid template")
+        .progress_chars("=> "),
+    );
+    b
+}
+
+/// How shards are managed during a run.
+enum Mode {
+    /// Calico-like: a shard is claimed when an allocation finds no free address, and empty
+    /// shards beyond the first are drained after each batch.
+    OnDemand,
+    /// cidrcast: every `tick` seconds the short-horizon forecaster of each subdivision gives the
+    /// upper `quantile` of the rise over the lead time and over `keep_horizon`; the planner turns
+    /// them into reserve/activate/drain/release actions (shards become active `lead` seconds
+    /// after they are reserved: routers converge), applied in one durable commit.
+    Predictive {
+        lead: f64,
+        tick: f64,
+        quantile: f64,
+        keep_horizon: f64,
+    },
+}
+
+/// What one run measured, after the initial state (the VMs running when the trace starts).
+#[derive(Serialize, Clone, Debug)]
+struct RunFigures {
+    policy: &'static str,
+    allocations: u64,
+    ready_hits: u64,
+    /// Allocations that found no ready address (a shard had to be claimed or activated first).
+    misses: u64,
+    hit_rate: f64,
+    /// Usable addresses in non-free shards less leases, mean over the ticks.
+    mean_idle_addresses: f64,
+    mean_utilisation: f64,
+    /// Routes per subdivision (minimal CIDR cover of its shards), mean over the ticks.
+    routes_mean: f64,
+    routes_max: usize,
+    shard_claims: u64,
+    shard_releases: u64,
+    plans: u64,
+    plan_actions: u64,
+    /// The largest shortfall of one plan (addresses the pool could not give), if any.
+    shortfall_addresses: u64,
+}
+
+#[derive(Default)]
+struct Sampler {
+    idle: f64,
+    used: f64,
+    usable: f64,
+    routes: f64,
+    routes_max: usize,
+    n: f64,
+}
+
+impl Sampler {
+    fn sample(&mut self, engine: &Engine<RedbStore>) -> Result<()> {
+        let (leases, usable, routes, max, subs) = engine.read(|ipam| {
+            let (l, u) = ipam.pools().iter().fold((0.0, 0.0), |(l, u), p| {
+                (l + p.leases as f64, u + p.usable_in_shards as f64)
+            });
+            let subs = ipam.subdivisions();
+            let routes: usize = subs.iter().map(|s| s.routes.len()).sum();
+            let max = subs.iter().map(|s| s.routes.len()).max().unwrap_or(0);
+            (l, u, routes, max, subs.len().max(1))
+        })?;
+        self.idle += usable - leases;
+        self.used += leases;
+        self.usable += usable;
+        self.routes += routes as f64 / subs as f64;
+        self.routes_max = self.routes_max.max(max);
+        self.n += 1.0;
+        Ok(())
+    }
+}
+
+/// Replays `replay` through `engine` under `mode`; `tally` sees every event once.
+fn run(
+    engine: &Engine<RedbStore>,
+    replay: &mut Reader,
+    mode: &Mode,
+    batch_size: usize,
+    bar: &ProgressBar,
+    mut tally: Option<&mut dyn FnMut(&VmEvent)>,
+) -> Result<RunFigures> {
+    let (tick, drain) = match mode {
+        Mode::Predictive { tick, .. } => (*tick, false),
+        Mode::OnDemand => (60.0, true),
+    };
+    let mut forecasters: BTreeMap<String, IncreaseForecaster> = BTreeMap::new();
+    let mut origin: Option<f64> = None;
+    let mut next_tick = f64::INFINITY;
+    let mut batch: Vec<VmEvent> = Vec::with_capacity(batch_size);
+    let mut sampler = Sampler::default();
+    let (mut plans, mut actions, mut short) = (0u64, 0u64, 0u64);
+    let flush = |batch: &mut Vec<VmEvent>| -> Result<()> {
+        if let Some(now) = batch.last().map(|e| e.time) {
+            apply_batch(engine, batch, now, drain)?;
+        }
+        batch.clear();
+        Ok(())
+    };
+    // The VMs at the trace's first timestamp were already running when it starts (113,302 in
+    // the bundled slice): that is the initial state, not arrivals. Both runs load it first; the
+    // forecasters see it as their base level, and the figures count what comes after it.
+    let mut initial: Option<(f64, Option<cidrcast_core::Counters>)> = None;
+    for ev in replay.by_ref() {
+        let ev = ev?;
+        let o = *origin.get_or_insert_with(|| {
+            let o = (ev.time / tick).floor() * tick + tick;
+            next_tick = o;
+            o
         });
-        Ok((leases, usable))
-    })?)
+        let (t0, base) = initial.get_or_insert((ev.time, None));
+        if base.is_none() && ev.time > *t0 {
+            flush(&mut batch)?;
+            *base = Some(engine.read(|ipam| ipam.counters())?);
+        }
+        // Each tick sees only the events before it.
+        while ev.time >= next_tick {
+            flush(&mut batch)?;
+            if let Mode::Predictive { quantile, lead, .. } = mode {
+                let ix = ((next_tick - o) / tick).round() as usize;
+                let demands: Vec<Demand> = forecasters
+                    .iter_mut()
+                    .map(|(sub, fc)| {
+                        let alive = fc.alive().max(0) as f64;
+                        let rise = fc.forecast(0, ix).upper(*quantile).max(0.0);
+                        let long = fc.forecast(1, ix).upper(*quantile).max(rise);
+                        Demand::new(sub, alive + rise, alive + long, alive + rise)
+                    })
+                    .collect();
+                let cfg = PlannerConfig {
+                    activate_after_s: *lead,
+                    // The longer horizon is the hysteresis; a margin in proportion to capacity
+                    // would keep thousands of idle addresses in a subdivision of 20,000 VMs.
+                    release_margin: 0.0,
+                    // Only empty shards go back, as in the simulator: draining a shard with
+                    // leases strands its free addresses until its last VM leaves.
+                    drain_leased: false,
+                    ..PlannerConfig::default()
+                };
+                let plan = engine.execute_at(next_tick, |ipam, now| {
+                    Ok(
+                        cidrcast_planner::plan(ipam, &demands, &cfg, now).and_then(|plan| {
+                            cidrcast_planner::apply(ipam, &plan, now)?;
+                            Ok(plan)
+                        }),
+                    )
+                })??;
+                plans += 1;
+                actions += plan.actions.len() as u64;
+                short = short.max(plan.shortfalls.iter().map(|s| s.short_addresses).sum());
+            }
+            sampler.sample(engine)?;
+            next_tick += tick;
+        }
+        if let Some(t) = tally.as_mut() {
+            t(&ev);
+        }
+        if let Mode::Predictive {
+            lead,
+            tick,
+            keep_horizon,
+            ..
+        } = mode
+        {
+            let delta = if ev.kind == EventKind::Create { 1 } else { -1 };
+            forecasters
+                .entry(ev.subdivision.clone())
+                .or_insert_with(|| {
+                    IncreaseForecaster::new(
+                        IncreaseConfig {
+                            step: *tick,
+                            horizons: vec![
+                                Horizon {
+                                    start: 0.0,
+                                    end: lead + tick,
+                                },
+                                Horizon {
+                                    start: 0.0,
+                                    end: keep_horizon.max(lead + tick),
+                                },
+                            ],
+                            days: 7,
+                            recent: 30,
+                            periods: IncreaseConfig::default_periods(),
+                            repeats: 3,
+                        },
+                        o,
+                    )
+                })
+                .observe(ev.time, delta);
+        }
+        batch.push(ev);
+        if batch.len() >= batch_size {
+            flush(&mut batch)?;
+        }
+        bar.inc(1);
+    }
+    flush(&mut batch)?;
+    sampler.sample(engine)?;
+    bar.finish_and_clear();
+    let now = engine.read(|ipam| ipam.counters())?;
+    let base = initial.and_then(|(_, b)| b).unwrap_or_default();
+    let c = cidrcast_core::Counters {
+        allocations: now.allocations - base.allocations,
+        ready_hits: now.ready_hits - base.ready_hits,
+        shard_claims: now.shard_claims - base.shard_claims,
+        shard_releases: now.shard_releases - base.shard_releases,
+        ..now
+    };
+    let n = sampler.n.max(1.0);
+    Ok(RunFigures {
+        policy: match mode {
+            Mode::OnDemand => "on-demand",
+            Mode::Predictive { .. } => "predictive",
+        },
+        allocations: c.allocations,
+        ready_hits: c.ready_hits,
+        misses: c.allocations - c.ready_hits,
+        hit_rate: c.ready_hits as f64 / c.allocations.max(1) as f64,
+        mean_idle_addresses: sampler.idle / n,
+        mean_utilisation: if sampler.usable > 0.0 {
+            sampler.used / sampler.usable
+        } else {
+            0.0
+        },
+        routes_mean: sampler.routes / n,
+        routes_max: sampler.routes_max,
+        shard_claims: c.shard_claims,
+        shard_releases: c.shard_releases,
+        plans,
+        plan_actions: actions,
+        shortfall_addresses: short,
+    })
 }
 
 fn short(name: &str) -> String {
@@ -351,8 +599,37 @@ fn render(s: &Summary) -> String {
     let pct = |x: f64| format!("{:.1}%", 100.0 * x);
     let mut out = String::new();
     out.push_str(&format!(
-        "cidrcast demo: replayed {} through the allocator (on-demand shards, embedded redb store)\n\n",
-        s.trace
+        "cidrcast demo: replayed {} through the allocator on the embedded redb store, twice:\n  shards claimed on demand (baseline), then forecast, planned and prefetched {} s ahead\n\n",
+        s.trace, s.lead_time_s
+    ));
+    let mut cmp = Table::new(&[
+        "POLICY",
+        "HIT RATE",
+        "MISSES",
+        "MEAN IDLE ADDRESSES",
+        "UTILISATION",
+        "ROUTES MEAN",
+        "ROUTES MAX",
+        "CLAIMS",
+        "RELEASES",
+    ]);
+    for r in [&s.baseline, &s.predictive] {
+        cmp.row(vec![
+            r.policy.to_string(),
+            pct(r.hit_rate),
+            r.misses.to_string(),
+            format!("{:.0}", r.mean_idle_addresses),
+            pct(r.mean_utilisation),
+            format!("{:.2}", r.routes_mean),
+            r.routes_max.to_string(),
+            r.shard_claims.to_string(),
+            r.shard_releases.to_string(),
+        ]);
+    }
+    out.push_str(&cmp.render());
+    out.push_str(&format!(
+        "\n  predictive run: {} plans, {} actions (reserve/activate/drain/release); largest shortfall {} addresses\n\n",
+        s.predictive.plans, s.predictive.plan_actions, s.predictive.shortfall_addresses
     ));
     out.push_str(&format!(
         "  trace            {} events: {} creations, {} deletions over {:.1} h, {} subdivisions\n",

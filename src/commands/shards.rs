@@ -76,10 +76,18 @@ fn print_shard(ctx: &Ctx, verb: &str, rec: Option<ShardRecord>, prefix: &str) {
     }
 }
 
-pub fn claim(ctx: &Ctx, subdivision: &str, pool: Option<&str>) -> Result<()> {
+/// `shard claim`: a shard of the pool's default size, or of `prefix_len` (within the pool's
+/// range of shard sizes).
+pub fn claim(
+    ctx: &Ctx,
+    subdivision: &str,
+    pool: Option<&str>,
+    prefix_len: Option<u8>,
+) -> Result<()> {
     let engine = ctx.engine()?;
-    let r =
-        engine.execute(|ipam, now| ipam.claim_shard(subdivision, pool, Reason::Operator, now))?;
+    let r = engine.execute(|ipam, now| {
+        ipam.claim_shard_sized(subdivision, pool, prefix_len, Reason::Operator, now)
+    })?;
     let p = r.prefix.to_string();
     print_shard(ctx, "claimed", Some(r), &p);
     Ok(())

@@ -18,8 +18,9 @@ cooldown_s = 30
 # data_dir = "cidrcast-data"
 
 # -------------------------------------------------------------------------------------------
-# Pools: root prefixes, each carved into aligned shards of one size. Subdivisions are handed
-# whole shards, and routers announce them. Pools of one VRF must not overlap.
+# Pools: root prefixes, each carved into aligned shards (of one size, or of a range of sizes).
+# Subdivisions are handed whole shards, and routers announce them. Pools of one VRF must not
+# overlap.
 # -------------------------------------------------------------------------------------------
 
 [[pool]]
@@ -29,6 +30,14 @@ name = "v4"
 prefix = "10.0.0.0/8"
 # Prefix length of one shard: /26 = 64 addresses. At least the pool's prefix length, at most 32.
 shard_prefix_len = 26
+# Shards of several sizes: shards from /min_shard_prefix_len (the largest, here a /24 of 256
+# addresses) to /max_shard_prefix_len (the smallest, here a /28 of 16) may be claimed, by the
+# planner or by `cidrcast shard claim --prefix-len N`; shard_prefix_len, which must lie between
+# the two, stays the default size and the unit home blocks are counted in. The smallest shard
+# must keep an address after reserve_first + reserve_last. Optional; default shard_prefix_len
+# (shards of one size).
+min_shard_prefix_len = 24
+max_shard_prefix_len = 28
 # VRF / tenant: pools only conflict with pools of the same VRF. Optional; default "default".
 vrf = "default"
 # Ranges never handed out: a shard overlapping one is never placed. Each must lie inside the

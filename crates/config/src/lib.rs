@@ -266,6 +266,8 @@ impl Default for Config {
                 name: name.to_string(),
                 prefix: prefix.parse().expect("valid built-in prefix"),
                 shard_prefix_len,
+                min_shard_prefix_len: None,
+                max_shard_prefix_len: None,
                 vrf: default_vrf(),
                 reserved: Vec::new(),
                 reserve_first,

@@ -188,6 +188,48 @@ fn pool(p: &PoolSpec, origin: &str) -> Result {
         ));
     }
 
+    if let Some(min) = p.min_shard_prefix_len {
+        let min_err =
+            |reason: String| ConfigError::invalid(origin, &e, "min_shard_prefix_len", min, reason);
+        if min > len {
+            return Err(min_err(format!(
+                "the largest shards cannot be smaller than the default ones: must be at most \
+                 shard_prefix_len = {len}"
+            )));
+        }
+        if min < p.prefix.prefix_len() {
+            return Err(min_err(format!(
+                "a shard cannot be larger than its pool: the pool prefix is \"{}\", so \
+                 min_shard_prefix_len must be at least {}",
+                p.prefix,
+                p.prefix.prefix_len()
+            )));
+        }
+        if bits == 128 && min < 64 {
+            return Err(min_err(
+                "IPv6 shards shorter than /64 are not supported (a shard's address bitmap \
+                 indexes at most 2^64 addresses); use 64 to 128"
+                    .to_string(),
+            ));
+        }
+    }
+    if let Some(max) = p.max_shard_prefix_len {
+        let max_err =
+            |reason: String| ConfigError::invalid(origin, &e, "max_shard_prefix_len", max, reason);
+        if max < len {
+            return Err(max_err(format!(
+                "the smallest shards cannot be larger than the default ones: must be at least \
+                 shard_prefix_len = {len}"
+            )));
+        }
+        if max > bits {
+            return Err(max_err(format!(
+                "longer than /{bits}, the longest {} prefix",
+                if bits == 32 { "IPv4" } else { "IPv6" }
+            )));
+        }
+    }
+
     for range in &p.reserved {
         if range.trunc() != *range {
             return Err(ConfigError::invalid(
@@ -223,6 +265,24 @@ fn pool(p: &PoolSpec, origin: &str) -> Result {
                  (the sum must be less than {shard_size})"
             ),
         ));
+    }
+    // The smallest shard must keep an address too (bits - max <= bits - len here).
+    if let Some(max) = p.max_shard_prefix_len {
+        let smallest = 1u128 << (bits - max);
+        if reserved >= smallest {
+            return Err(ConfigError::invalid(
+                origin,
+                &e,
+                "max_shard_prefix_len",
+                max,
+                format!(
+                    "a /{max} shard of {smallest} addresses leaves no usable address after \
+                     reserve_first + reserve_last = {} + {} (the smallest shard must hold more \
+                     than {reserved} addresses)",
+                    p.reserve_first, p.reserve_last
+                ),
+            ));
+        }
     }
     Ok(())
 }

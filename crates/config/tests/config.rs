@@ -96,6 +96,8 @@ fn pool(name: &str, prefix: &str, shard_prefix_len: u8) -> PoolSpec {
         name: name.to_string(),
         prefix: prefix.parse().unwrap(),
         shard_prefix_len,
+        min_shard_prefix_len: None,
+        max_shard_prefix_len: None,
         vrf: "default".to_string(),
         reserved: Vec::new(),
         reserve_first: 0,
@@ -391,6 +393,88 @@ fn shard_prefix_len_bounds() {
 }
 
 #[test]
+fn shard_size_range_is_parsed_and_checked_naming_the_field() {
+    let toml = "[[pool]]\nname = \"p\"\nprefix = \"10.0.0.0/16\"\nshard_prefix_len = 26\n\
+                min_shard_prefix_len = 24\nmax_shard_prefix_len = 30\n";
+    let c = Config::from_toml_str(toml, ORIGIN).unwrap();
+    assert_eq!(c.pools[0].min_shard_prefix_len, Some(24));
+    assert_eq!(c.pools[0].max_shard_prefix_len, Some(30));
+    assert_eq!(c.pools[0].shard_prefix_range(), (24, 30));
+    // Left out: None, and not written back.
+    let c = base();
+    assert_eq!(c.pools[0].min_shard_prefix_len, None);
+    assert_eq!(c.pools[0].max_shard_prefix_len, None);
+    assert!(!toml::to_string(&c)
+        .unwrap()
+        .contains("_shard_prefix_len = "));
+    // Strict keys and types.
+    parse_rejected(
+        &toml.replace("max_shard_prefix_len", "max_shard_prefix"),
+        &[
+            "unknown field `max_shard_prefix`",
+            "max_shard_prefix_len",
+            ":6:",
+        ],
+    );
+    parse_rejected(
+        &toml.replace("= 30", "= 300"),
+        &["max_shard_prefix_len", "300", ":6:"],
+    );
+
+    let with = |min: Option<u8>, max: Option<u8>| {
+        let mut c = base();
+        c.pools[0].min_shard_prefix_len = min;
+        c.pools[0].max_shard_prefix_len = max;
+        c
+    };
+    with(Some(24), Some(28)).validate(ORIGIN).unwrap();
+    // Equal to the default size: one size, allowed.
+    with(Some(26), Some(26)).validate(ORIGIN).unwrap();
+    rejected(
+        &with(Some(27), None),
+        &[
+            "pool \"v4\"",
+            "min_shard_prefix_len = 27",
+            "shard_prefix_len = 26",
+        ],
+    );
+    rejected(
+        &with(Some(7), None),
+        &["pool \"v4\"", "min_shard_prefix_len = 7", "at least 8"],
+    );
+    rejected(
+        &with(None, Some(25)),
+        &[
+            "pool \"v4\"",
+            "max_shard_prefix_len = 25",
+            "shard_prefix_len = 26",
+        ],
+    );
+    rejected(
+        &with(None, Some(33)),
+        &["pool \"v4\"", "max_shard_prefix_len = 33", "/32"],
+    );
+    // reserve_first 2 + reserve_last 1: a /30 keeps one address, a /31 none.
+    with(None, Some(30)).validate(ORIGIN).unwrap();
+    rejected(
+        &with(None, Some(31)),
+        &[
+            "pool \"v4\"",
+            "max_shard_prefix_len = 31",
+            "2 + 1",
+            "no usable address",
+        ],
+    );
+    // IPv6 shards hold at most 2^64 addresses.
+    let mut c = base();
+    c.pools[1].min_shard_prefix_len = Some(63);
+    rejected(&c, &["pool \"v6\"", "min_shard_prefix_len = 63", "64"]);
+    c.pools[1].min_shard_prefix_len = Some(64);
+    c.pools[1].max_shard_prefix_len = Some(128);
+    c.validate(ORIGIN).unwrap();
+}
+
+#[test]
 fn reserved_ranges_must_lie_in_the_pool() {
     let mut c = base();
     c.pools[0].reserved.push("192.168.0.0/24".parse().unwrap());
@@ -669,6 +753,9 @@ fn example_parses_validates_and_shows_every_feature() {
     assert!(matches!(v6.prefix, ipnet::IpNet::V6(_)));
     assert!(!v4.reserved.is_empty() && !v6.reserved.is_empty());
     assert!(v4.reserve_first > 0 && v4.reserve_last > 0);
+    // Shards of several sizes in the v4 pool, of one size in the v6 pool.
+    assert_eq!(v4.shard_prefix_range(), (24, 28));
+    assert_eq!(v6.shard_prefix_range(), (64, 64));
 
     // Nesting region > zone > rack through `parent`.
     let rack = c
@@ -706,6 +793,8 @@ fn example_comments_every_key() {
         "name",
         "prefix",
         "shard_prefix_len",
+        "min_shard_prefix_len",
+        "max_shard_prefix_len",
         "vrf",
         "reserved",
         "reserve_first",

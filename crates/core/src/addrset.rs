@@ -101,6 +101,11 @@ impl AddrSet {
         self.hi.saturating_sub(self.lo)
     }
 
+    /// Whether `off` can be handed out (lies in `[lo, hi)`: not a reserved address of the shard).
+    pub fn allocatable(&self, off: u64) -> bool {
+        off >= self.lo && off < self.hi
+    }
+
     /// Whether every allocatable offset is used.
     pub fn is_full(&self) -> bool {
         self.used >= self.capacity()

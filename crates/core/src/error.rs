@@ -45,6 +45,19 @@ pub enum CoreError {
         subdivision: String,
         prefix_len: u8,
     },
+    /// A shard size the pool does not hand out (outside `[min, max]` of its shard prefix lengths).
+    #[error(
+        "pool `{pool}`: cannot claim a /{prefix_len} shard: {}",
+        allowed_sizes(*min, *max)
+    )]
+    ShardSizeNotAllowed {
+        pool: String,
+        prefix_len: u8,
+        /// Shortest allowed prefix length (largest shard).
+        min: u8,
+        /// Longest allowed prefix length (smallest shard).
+        max: u8,
+    },
     #[error(
         "subdivision `{subdivision}` already holds max_shards = {max} shards in pool `{pool}`"
     )]
@@ -84,4 +97,15 @@ pub enum CoreError {
     Limit(String),
     #[error("inconsistent stored state: {0}")]
     Corrupt(String),
+}
+
+fn allowed_sizes(min: u8, max: u8) -> String {
+    if min == max {
+        format!(
+            "it only hands out /{min} shards (set min_shard_prefix_len / max_shard_prefix_len \
+             to allow other sizes)"
+        )
+    } else {
+        format!("the allowed shard prefix lengths are /{min} to /{max}")
+    }
 }

@@ -16,6 +16,13 @@
 //!   is an extra route);
 //! * released shards coalesce with their buddies; a home block gives back a free half while it is
 //!   larger than `home_shards`.
+//!
+//! Shard sizes: a pool hands out shards of `shard_prefix_len` by default, and of any prefix length
+//! from `min_shard_prefix_len` (largest) to `max_shard_prefix_len` (smallest) when it sets them
+//! ([`Ipam::claim_shard_sized`]). The buddy arenas work in blocks of the smallest size, so shards
+//! of every size are aligned, never overlap and coalesce when freed; home blocks are still counted
+//! in default-size shards. A shard larger than its home block grows the home block (by claiming
+//! buddies) until it fits; when it cannot, the growth is undone and the shard is borrowed.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::hash::BuildHasher;
@@ -147,7 +154,12 @@ struct Pool {
     spec: PoolSpec,
     family: Family,
     block: Block,
+    /// Order of a default-size shard (`shard_prefix_len`): home blocks are sized in these.
     shard_order: u8,
+    /// Order of the smallest shard handed out (`max_shard_prefix_len`); the arenas' granule.
+    min_order: u8,
+    /// Order of the largest shard handed out (`min_shard_prefix_len`).
+    max_order: u8,
     root: Arena,
     /// Released addresses and when they may be reused, in release order.
     cooling: VecDeque<(u128, Time)>,
@@ -161,6 +173,14 @@ struct Home {
     arena: Arena,
     /// Never shrinks below this order.
     floor: u8,
+}
+
+/// The state a failed or abandoned home-block placement restores (see `Ipam::place_shard`).
+struct PlacementUndo {
+    homes: Vec<(SubId, Option<Option<Home>>)>,
+    root: Arena,
+    journal_len: usize,
+    counters: Counters,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -452,8 +472,59 @@ impl Ipam {
                 ),
             ));
         }
-        let shard_size = size_of_order(shard_order);
-        if u128::from(spec.reserve_first) + u128::from(spec.reserve_last) >= shard_size {
+        if let Some(min) = spec.min_shard_prefix_len {
+            if min > spec.shard_prefix_len {
+                return Err(invalid_pool(
+                    &spec.name,
+                    format!(
+                        "min_shard_prefix_len {min} exceeds shard_prefix_len {} (the default \
+                         shard size must lie within [min_shard_prefix_len, max_shard_prefix_len])",
+                        spec.shard_prefix_len
+                    ),
+                ));
+            }
+            if min < len {
+                return Err(invalid_pool(
+                    &spec.name,
+                    format!(
+                        "min_shard_prefix_len {min} must lie between the pool's /{len} and /{bits}"
+                    ),
+                ));
+            }
+            if bits - min > 64 {
+                return Err(invalid_pool(
+                    &spec.name,
+                    format!(
+                        "min_shard_prefix_len {min} is too short: shards hold at most 2^64 \
+                         addresses (/64 in IPv6)"
+                    ),
+                ));
+            }
+        }
+        if let Some(max) = spec.max_shard_prefix_len {
+            if max < spec.shard_prefix_len {
+                return Err(invalid_pool(
+                    &spec.name,
+                    format!(
+                        "max_shard_prefix_len {max} is below shard_prefix_len {} (the default \
+                         shard size must lie within [min_shard_prefix_len, max_shard_prefix_len])",
+                        spec.shard_prefix_len
+                    ),
+                ));
+            }
+            if max > bits {
+                return Err(invalid_pool(
+                    &spec.name,
+                    format!(
+                        "max_shard_prefix_len {max} must lie between the pool's /{len} and /{bits}"
+                    ),
+                ));
+            }
+        }
+        let (min_len, max_len) = spec.shard_prefix_range();
+        let (min_order, max_order) = (bits - max_len, bits - min_len);
+        let reserved = u128::from(spec.reserve_first) + u128::from(spec.reserve_last);
+        if reserved >= size_of_order(shard_order) {
             return Err(invalid_pool(
                 &spec.name,
                 format!(
@@ -462,8 +533,21 @@ impl Ipam {
                 ),
             ));
         }
+        // The smallest shard must keep an address after the reserved ones too.
+        if reserved >= size_of_order(min_order) {
+            return Err(invalid_pool(
+                &spec.name,
+                format!(
+                    "max_shard_prefix_len {max_len}: a /{max_len} shard leaves no address after \
+                     reserve_first {} + reserve_last {} (it must hold at least {} addresses)",
+                    spec.reserve_first,
+                    spec.reserve_last,
+                    reserved + 1
+                ),
+            ));
+        }
         let block = block_of(&spec.prefix);
-        let mut root = Arena::new(block, shard_order);
+        let mut root = Arena::new(block, min_order);
         let mut reserved_blocks = Vec::new();
         for r in &spec.reserved {
             if Family::of(r) != family || !block.contains(block_of(r)) {
@@ -472,9 +556,9 @@ impl Ipam {
                     format!("reserved range {r} lies outside {}", spec.prefix),
                 ));
             }
-            // Whole shards covering the range are taken out of the pool.
+            // Whole shards of the smallest size covering the range are taken out of the pool.
             let rb = block_of(r);
-            let order = rb.order.max(shard_order);
+            let order = rb.order.max(min_order);
             let covering = Block {
                 base: rb.base & !(size_of_order(order) - 1),
                 order,
@@ -483,11 +567,11 @@ impl Ipam {
                 reserved_blocks.push(covering);
             } else if !reserved_blocks.iter().any(|b| b.contains(covering)) {
                 // Partly claimed by an earlier range: claim the shards still free one by one.
-                let shards = size_of_order(order - shard_order);
+                let shards = size_of_order(order - min_order);
                 for i in 0..shards {
                     let s = Block {
-                        base: covering.base + i * shard_size,
-                        order: shard_order,
+                        base: covering.base + i * size_of_order(min_order),
+                        order: min_order,
                     };
                     if root.claim_exact(s) {
                         reserved_blocks.push(s);
@@ -500,6 +584,8 @@ impl Ipam {
             family,
             block,
             shard_order,
+            min_order,
+            max_order,
             root,
             cooling: VecDeque::new(),
             shards: BTreeMap::new(),
@@ -772,7 +858,7 @@ impl Ipam {
             return false;
         };
         let home = Home {
-            arena: Arena::new(block, shard_order),
+            arena: Arena::new(block, self.pool(pool).min_order),
             floor: block.order,
         };
         self.sub_mut(sub).per_pool.entry(pool).or_default().home = Some(home);
@@ -858,9 +944,18 @@ impl Ipam {
         }
     }
 
-    /// Finds a place for a new shard of `sub`: home block, grown home block, then borrowed.
-    fn place_shard(&mut self, sub: SubId, pool: PoolId) -> Result<(Block, bool), CoreError> {
-        let order = self.pool(pool).shard_order;
+    /// Finds a place for a new shard of `sub` of `2^order` addresses: home block, grown home
+    /// block, then borrowed. Fails without changing anything.
+    fn place_shard(
+        &mut self,
+        sub: SubId,
+        pool: PoolId,
+        order: u8,
+    ) -> Result<(Block, bool), CoreError> {
+        // Only a shard larger than a default one can grow or create home blocks and still not
+        // fit in them (a new or grown home block always has room for a default shard): keep
+        // what the attempt may change, to undo it before borrowing or failing.
+        let undo = (order > self.pool(pool).shard_order).then(|| self.save_placement(sub, pool));
         if self.ensure_home(sub, pool) {
             loop {
                 if let Some(base) = self
@@ -873,6 +968,9 @@ impl Ipam {
                     break;
                 }
             }
+        }
+        if let Some(undo) = undo {
+            self.restore_placement(pool, undo);
         }
         // Borrow: the innermost ancestor block with room, else the pool.
         let mut cur = self.sub(sub).parent;
@@ -892,8 +990,61 @@ impl Ipam {
         Err(CoreError::PoolExhausted {
             pool: p.spec.name.clone(),
             subdivision: self.sub(sub).spec.name.clone(),
-            prefix_len: p.spec.shard_prefix_len,
+            prefix_len: p.family.bits() - order,
         })
+    }
+
+    /// What placing a shard of `sub` may change in `pool`: the home blocks of `sub` and its
+    /// ancestors (`None`: no entry for the pool), the pool's free space, the journal length and
+    /// the counters.
+    fn save_placement(&self, sub: SubId, pool: PoolId) -> PlacementUndo {
+        let mut homes = Vec::new();
+        let mut cur = Some(sub);
+        while let Some(s) = cur {
+            let entry = self.sub(s).per_pool.get(&pool).map(|sp| sp.home.clone());
+            homes.push((s, entry));
+            cur = self.sub(s).parent;
+        }
+        PlacementUndo {
+            homes,
+            root: self.pool(pool).root.clone(),
+            journal_len: self.journal.len(),
+            counters: self.counters,
+        }
+    }
+
+    fn restore_placement(&mut self, pool: PoolId, undo: PlacementUndo) {
+        for (s, entry) in undo.homes {
+            let per_pool = &mut self.sub_mut(s).per_pool;
+            match entry {
+                Some(home) => per_pool.entry(pool).or_default().home = home,
+                None => {
+                    per_pool.remove(&pool);
+                }
+            }
+        }
+        self.pool_mut(pool).root = undo.root;
+        self.journal.truncate(undo.journal_len);
+        self.counters = undo.counters;
+    }
+
+    /// The shard order of a claim of `prefix_len` (`None`: the pool's default size), checked
+    /// against the pool's range of shard sizes.
+    fn shard_order_for(&self, pool: PoolId, prefix_len: Option<u8>) -> Result<u8, CoreError> {
+        let p = self.pool(pool);
+        let Some(len) = prefix_len else {
+            return Ok(p.shard_order);
+        };
+        let (min, max) = p.spec.shard_prefix_range();
+        if len < min || len > max {
+            return Err(CoreError::ShardSizeNotAllowed {
+                pool: p.spec.name.clone(),
+                prefix_len: len,
+                min,
+                max,
+            });
+        }
+        Ok(p.family.bits() - len)
     }
 
     // ----------------------------------------------------------------------------------------
@@ -985,6 +1136,7 @@ impl Ipam {
         &mut self,
         sub: SubId,
         pool: PoolId,
+        order: u8,
         reason: Reason,
         now: Time,
     ) -> Result<ShardId, CoreError> {
@@ -1007,7 +1159,7 @@ impl Ipam {
                 "{MAX_LIVE_SHARDS} shards are claimed; release some before claiming more"
             )));
         }
-        let (block, borrowed) = self.place_shard(sub, pool)?;
+        let (block, borrowed) = self.place_shard(sub, pool, order)?;
         let addrs = self.new_addrset(pool, block);
         let id = self.insert_shard(Shard {
             pool,
@@ -1028,7 +1180,8 @@ impl Ipam {
         Ok(id)
     }
 
-    /// Claims a free shard for a subdivision (free → reserved).
+    /// Claims a free shard of the pool's default size (`shard_prefix_len`) for a subdivision
+    /// (free → reserved). See [`Ipam::claim_shard_sized`].
     pub fn claim_shard(
         &mut self,
         subdivision: &str,
@@ -1036,10 +1189,31 @@ impl Ipam {
         reason: Reason,
         now: Time,
     ) -> Result<ShardRecord, CoreError> {
+        self.claim_shard_sized(subdivision, pool, None, reason, now)
+    }
+
+    /// Claims a free shard of prefix length `prefix_len` for a subdivision (free → reserved);
+    /// `None` is the pool's default size (`shard_prefix_len`). The length must lie within the
+    /// pool's range ([`PoolSpec::shard_prefix_range`]), else the claim is refused
+    /// ([`CoreError::ShardSizeNotAllowed`]) and nothing changes.
+    ///
+    /// The shard is placed like any other: inside the subdivision's home block (best fit, lowest
+    /// aligned buddy first), growing the home block by claiming its buddy until the shard fits,
+    /// else borrowed from the parent's block or the pool (counted). `max_shards` counts shards of
+    /// every size.
+    pub fn claim_shard_sized(
+        &mut self,
+        subdivision: &str,
+        pool: Option<&str>,
+        prefix_len: Option<u8>,
+        reason: Reason,
+        now: Time,
+    ) -> Result<ShardRecord, CoreError> {
         let now = self.tick(now);
         let sub = self.sub_id(subdivision)?;
         let pool = self.choose_pool(sub, pool)?;
-        let id = self.claim_in(sub, pool, reason, now)?;
+        let order = self.shard_order_for(pool, prefix_len)?;
+        let id = self.claim_in(sub, pool, order, reason, now)?;
         Ok(self.shard_record(id))
     }
 
@@ -1293,7 +1467,8 @@ impl Ipam {
         }
         let mut first_err = None;
         for &p in pools {
-            match self.claim_in(sub, p, Reason::Miss, now) {
+            let order = self.pool(p).shard_order;
+            match self.claim_in(sub, p, order, Reason::Miss, now) {
                 Ok(id) => {
                     self.set_state(id, ShardState::Active, Reason::Miss, now);
                     return Ok((id, AllocPath::ClaimedShard));
@@ -1751,9 +1926,9 @@ impl Ipam {
                     h.block, h.subdivision
                 )));
             }
-            let shard_order = ipam.pool(pool).shard_order;
+            let min_order = ipam.pool(pool).min_order;
             ipam.sub_mut(sub).per_pool.entry(pool).or_default().home = Some(Home {
-                arena: Arena::new(block, shard_order),
+                arena: Arena::new(block, min_order),
                 floor,
             });
         }
@@ -1774,8 +1949,19 @@ impl Ipam {
             let sub = ipam.sub_id(&r.subdivision)?;
             let pool = ipam.pool_id(&r.pool)?;
             let block = block_of(&r.prefix);
-            if block.order != ipam.pool(pool).shard_order {
-                return Err(corrupt(format!("shard {} has the wrong size", r.prefix)));
+            let p = ipam.pool(pool);
+            if r.prefix.addr() != r.prefix.network() || Family::of(&r.prefix) != p.family {
+                return Err(corrupt(format!(
+                    "shard {} of pool `{}` is not a network of the pool's family",
+                    r.prefix, r.pool
+                )));
+            }
+            if block.order < p.min_order || block.order > p.max_order {
+                let (min, max) = p.spec.shard_prefix_range();
+                return Err(corrupt(format!(
+                    "shard {} has the wrong size: pool `{}` hands out /{min} to /{max} shards",
+                    r.prefix, r.pool
+                )));
             }
             let owner = ipam.owner_of(sub, pool, block);
             if !ipam.arena_mut(owner, pool).claim_exact(block) {
@@ -1822,8 +2008,17 @@ impl Ipam {
                 })
                 .collect::<Result<_, _>>()?;
             for (id, addr) in marks {
+                let family = ipam.pool(pid as PoolId).family;
                 let s = ipam.shard_mut(id);
-                s.addrs.insert((addr - s.block.base) as u64);
+                let offset = (addr - s.block.base) as u64;
+                if !s.addrs.allocatable(offset) {
+                    return Err(corrupt(format!(
+                        "cooling address {} is a reserved address of shard {}",
+                        u128_to_addr(family, addr),
+                        s.block.to_net(family)
+                    )));
+                }
+                s.addrs.insert(offset);
                 ipam.refresh_room(id);
             }
         }
@@ -1839,13 +2034,20 @@ impl Ipam {
                 .ok_or_else(|| corrupt(format!("lease of `{}`: no shard {}", l.vm_id, l.shard)))?;
             let addr = addr_to_u128(l.address);
             let shard = ipam.shard_mut(id);
-            if shard.sub != sub || !shard.block.contains_addr(addr) {
+            if shard.sub != sub || shard.block != block || !shard.block.contains_addr(addr) {
                 return Err(corrupt(format!(
                     "lease of `{}` ({}) is not in shard {} of `{}`",
                     l.vm_id, l.address, l.shard, l.subdivision
                 )));
             }
             let offset = (addr - block.base) as u64;
+            if !shard.addrs.allocatable(offset) {
+                return Err(corrupt(format!(
+                    "lease of `{}`: {} is a reserved address of shard {} (or beyond the first \
+                     2^32 addresses)",
+                    l.vm_id, l.address, l.shard
+                )));
+            }
             if !shard.addrs.insert(offset) {
                 return Err(corrupt(format!("address {} is leased twice", l.address)));
             }
@@ -1900,6 +2102,26 @@ impl Ipam {
                 return Err(format!(
                     "shard {} lies in {containing} pools",
                     s.block.to_net(pool.family)
+                ));
+            }
+            if s.block.order < pool.min_order || s.block.order > pool.max_order {
+                let (min, max) = pool.spec.shard_prefix_range();
+                return Err(format!(
+                    "shard {} is outside the pool's /{min} to /{max} shard sizes",
+                    s.block.to_net(pool.family)
+                ));
+            }
+            if s.block.base & (s.block.size() - 1) != 0 {
+                return Err(format!("shard {:?} is not aligned", s.block));
+            }
+            // The bitmap is sized for this shard: [reserve_first, size - reserve_last).
+            let hi = (s.block.size() - u128::from(pool.spec.reserve_last))
+                .min(u128::from(MAX_SHARD_ADDRESSES));
+            if u128::from(s.addrs.capacity()) != hi - u128::from(pool.spec.reserve_first) {
+                return Err(format!(
+                    "shard {} has a bitmap of {} usable addresses",
+                    s.block.to_net(pool.family),
+                    s.addrs.capacity()
                 ));
             }
             for r in &pool.reserved_blocks {

@@ -26,8 +26,18 @@ pub struct PoolSpec {
     pub name: String,
     /// The root prefix, host bits zero, e.g. `10.0.0.0/8`.
     pub prefix: IpNet,
-    /// Prefix length of one shard, e.g. 26 (64 addresses) in IPv4, 64 or 112 in IPv6.
+    /// Prefix length of one shard, e.g. 26 (64 addresses) in IPv4, 64 or 112 in IPv6: the default
+    /// shard size, and the unit home blocks are sized in (`home_shards`).
     pub shard_prefix_len: u8,
+    /// Shortest shard prefix length the pool hands out (its largest shards), when shards of
+    /// several sizes are allowed; `None` = `shard_prefix_len`. At most `shard_prefix_len`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_shard_prefix_len: Option<u8>,
+    /// Longest shard prefix length the pool hands out (its smallest shards), when shards of
+    /// several sizes are allowed; `None` = `shard_prefix_len`. At least `shard_prefix_len`, and
+    /// the smallest shard must hold `reserve_first + reserve_last + 1` addresses.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_shard_prefix_len: Option<u8>,
     /// VRF / tenant the pool belongs to; pools only conflict with pools of the same VRF.
     #[serde(default = "default_vrf")]
     pub vrf: String,
@@ -54,11 +64,23 @@ impl PoolSpec {
             name: name.to_string(),
             prefix,
             shard_prefix_len,
+            min_shard_prefix_len: None,
+            max_shard_prefix_len: None,
             vrf: default_vrf(),
             reserved: Vec::new(),
             reserve_first: 0,
             reserve_last: 0,
         }
+    }
+
+    /// The shard prefix lengths the pool hands out, `(shortest, longest)`: `(min, max)` of
+    /// `min_shard_prefix_len` / `max_shard_prefix_len`, each defaulting to `shard_prefix_len`.
+    /// A shard of prefix length `len` may be claimed when `shortest <= len <= longest`.
+    pub fn shard_prefix_range(&self) -> (u8, u8) {
+        (
+            self.min_shard_prefix_len.unwrap_or(self.shard_prefix_len),
+            self.max_shard_prefix_len.unwrap_or(self.shard_prefix_len),
+        )
     }
 }
 

@@ -187,6 +187,31 @@ mod tests {
     }
 
     #[test]
+    fn cover_merges_blocks_of_mixed_sizes() {
+        // A /27 and two /28 buddies: one /26, in any order.
+        for order in [
+            ["10.0.0.0/27", "10.0.0.32/28", "10.0.0.48/28"],
+            ["10.0.0.48/28", "10.0.0.0/27", "10.0.0.32/28"],
+        ] {
+            let got = min_cover(Family::V4, nets(&order).iter().map(block_of));
+            assert_eq!(got, nets(&["10.0.0.0/26"]));
+        }
+        // Two /28 buddies, then a /27: the /28s merge first.
+        let blocks = nets(&[
+            "10.0.0.0/28",
+            "10.0.0.16/28",
+            "10.0.0.32/27",
+            "10.0.0.64/27",
+        ]);
+        let got = min_cover(Family::V4, blocks.iter().map(block_of));
+        assert_eq!(got, nets(&["10.0.0.0/26", "10.0.0.64/27"]));
+        // A /28 and a /27 that are neighbours but not buddies stay apart.
+        let blocks = nets(&["10.0.0.16/28", "10.0.0.32/27"]);
+        let got = min_cover(Family::V4, blocks.iter().map(block_of));
+        assert_eq!(got, blocks);
+    }
+
+    #[test]
     fn cover_v6() {
         let blocks = nets(&["fd00::/64", "fd00:0:0:1::/64", "fd00:0:0:3::/64"]);
         let got = min_cover(Family::V6, blocks.iter().map(block_of));

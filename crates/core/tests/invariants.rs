@@ -7,26 +7,46 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 
 use cidrcast_core::model::{PoolSpec, Reason};
-use cidrcast_core::{AllocPath, Ipam, Settings};
-use common::{pool, sub, Applied};
+use cidrcast_core::{AllocPath, CoreError, Ipam, Settings};
+use common::{pool, pool_sized, sub, Applied};
 use proptest::prelude::*;
 
 #[derive(Clone, Debug)]
 enum Op {
-    Allocate { sub: usize, vm: usize },
-    Release { vm: usize },
-    Claim { sub: usize },
-    Activate { pick: usize },
-    Drain { pick: usize },
-    ReleaseShard { pick: usize },
-    Advance { secs: u8 },
+    Allocate {
+        sub: usize,
+        vm: usize,
+    },
+    Release {
+        vm: usize,
+    },
+    /// A claim in pool `pool` (modulo the pools) of the default size (`len: None`) or of prefix
+    /// length `shard_prefix_len + len`, which may lie outside the pool's range (then refused).
+    Claim {
+        sub: usize,
+        pool: usize,
+        len: Option<i8>,
+    },
+    Activate {
+        pick: usize,
+    },
+    Drain {
+        pick: usize,
+    },
+    ReleaseShard {
+        pick: usize,
+    },
+    Advance {
+        secs: u8,
+    },
 }
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         6 => (0..4usize, 0..40usize).prop_map(|(sub, vm)| Op::Allocate { sub, vm }),
         4 => (0..40usize).prop_map(|vm| Op::Release { vm }),
-        1 => (0..4usize).prop_map(|sub| Op::Claim { sub }),
+        2 => (0..4usize, 0..2usize, proptest::option::weighted(0.8, -3..=3i8))
+            .prop_map(|(sub, pool, len)| Op::Claim { sub, pool, len }),
         1 => any::<usize>().prop_map(|pick| Op::Activate { pick }),
         1 => any::<usize>().prop_map(|pick| Op::Drain { pick }),
         1 => any::<usize>().prop_map(|pick| Op::ReleaseShard { pick }),
@@ -114,10 +134,40 @@ fn run(pools: Vec<PoolSpec>, ops: Vec<Op>) -> Result<(), TestCaseError> {
                     }
                 }
             }
-            Op::Claim { sub } => ipam
-                .claim_shard(SUBS[*sub], None, Reason::Forecast, now)
-                .map(|_| ())
-                .map_err(|e| e.to_string()),
+            Op::Claim { sub, pool, len } => {
+                let spec = &pools[pool % pools.len()];
+                let len = len.map(|d| spec.shard_prefix_len.saturating_add_signed(d));
+                let (min, max) = spec.shard_prefix_range();
+                let result = match len {
+                    None => ipam.claim_shard(SUBS[*sub], Some(&spec.name), Reason::Forecast, now),
+                    Some(l) => ipam.claim_shard_sized(
+                        SUBS[*sub],
+                        Some(&spec.name),
+                        Some(l),
+                        Reason::Forecast,
+                        now,
+                    ),
+                };
+                match result {
+                    Ok(r) => {
+                        let got = r.prefix.prefix_len();
+                        prop_assert_eq!(got, len.unwrap_or(spec.shard_prefix_len));
+                        prop_assert!(min <= got && got <= max, "claimed a /{} shard", got);
+                        Ok(())
+                    }
+                    Err(e) => {
+                        let out_of_range = len.is_some_and(|l| l < min || l > max);
+                        prop_assert_eq!(
+                            matches!(e, CoreError::ShardSizeNotAllowed { .. }),
+                            out_of_range,
+                            "step {}: {}",
+                            step,
+                            e
+                        );
+                        Err(e.to_string())
+                    }
+                }
+            }
             Op::Activate { pick: p } => match pick(*p) {
                 Some(s) => ipam
                     .activate_shard(&s, Reason::Operator, now)
@@ -200,14 +250,29 @@ proptest! {
     }
 
     #[test]
+    fn ipv4_mixed_shard_sizes_invariants_hold(ops in proptest::collection::vec(op(), 1..120)) {
+        // Shards of 2 to 16 addresses, 4 by default, with a reserved range.
+        let mut p = pool_sized("v4", "10.0.0.0/26", 30, 28, 31);
+        p.reserve_first = 1;
+        p.reserved = vec!["10.0.0.36/31".parse().unwrap()];
+        run(vec![p], ops)?;
+    }
+
+    #[test]
     fn ipv6_invariants_hold(ops in proptest::collection::vec(op(), 1..120)) {
-        let mut p = pool("v6", "fd00::/120", 124);
+        let mut p = pool_sized("v6", "fd00::/120", 124, 122, 126);
         p.reserved = vec!["fd00::f0/124".parse().unwrap()];
         run(vec![p], ops)?;
     }
 
     #[test]
     fn dual_stack_invariants_hold(ops in proptest::collection::vec(op(), 1..120)) {
-        run(vec![pool("v4", "10.0.0.0/27", 29), pool("v6", "2001:db8::/60", 64)], ops)?;
+        run(
+            vec![
+                pool_sized("v4", "10.0.0.0/27", 29, 28, 30),
+                pool_sized("v6", "2001:db8::/60", 64, 64, 66),
+            ],
+            ops,
+        )?;
     }
 }

@@ -6,7 +6,7 @@ use std::net::IpAddr;
 
 use cidrcast_core::model::{Reason, ShardState};
 use cidrcast_core::{AllocPath, CoreError, Ipam, Settings};
-use common::{pool, sub};
+use common::{pool, pool_sized, sub};
 use ipnet::IpNet;
 
 fn net(s: &str) -> IpNet {
@@ -469,4 +469,424 @@ fn profiles_beyond_the_limit_are_refused_without_change() {
     assert!(!ipam.has_journal());
     // Known profiles still work.
     ipam.allocate("a", "again", Some("p3"), None, 0.0).unwrap();
+}
+
+// ------------------------------------------------------------------------------------------
+// Adaptive shard sizes: a pool hands out shards from /min_shard_prefix_len to
+// /max_shard_prefix_len.
+
+/// 10.0.0.0/16 in /26 shards by default, /24 to /28 allowed; one subdivision `a` (home block of
+/// 4 default shards: a /24).
+fn ipam_sized() -> Ipam {
+    let mut ipam = Ipam::new(Settings::default());
+    ipam.add_pool(pool_sized("v4", "10.0.0.0/16", 26, 24, 28))
+        .unwrap();
+    ipam.add_subdivision(sub("a")).unwrap();
+    ipam
+}
+
+fn claim(ipam: &mut Ipam, sub: &str, len: u8) -> IpNet {
+    ipam.claim_shard_sized(sub, None, Some(len), Reason::Forecast, 0.0)
+        .unwrap_or_else(|e| panic!("claim /{len} for {sub}: {e}"))
+        .prefix
+}
+
+#[test]
+fn shards_of_two_sizes_in_one_home_block_are_aligned_and_disjoint() {
+    let mut ipam = ipam_sized();
+    let small = claim(&mut ipam, "a", 28);
+    let big = claim(&mut ipam, "a", 26);
+    // Best fit, lowest buddy first: the /28 opens the home block, the /26 takes the lowest free
+    // /26 (the first /26 is split by the /28).
+    assert_eq!(small, net("10.0.0.0/28"));
+    assert_eq!(big, net("10.0.0.64/26"));
+    for s in [small, big] {
+        assert_eq!(s.network(), s.addr(), "{s} is not aligned");
+        assert!(
+            net("10.0.0.0/24").contains(&s),
+            "{s} outside the home block"
+        );
+    }
+    assert!(!small.contains(&big.network()) && !big.contains(&small.network()));
+    assert_eq!(
+        ipam.subdivision("a").unwrap().homes,
+        vec![net("10.0.0.0/24")]
+    );
+    // The next /28 fills the hole beside the first one rather than splitting a larger block.
+    assert_eq!(claim(&mut ipam, "a", 28), net("10.0.0.16/28"));
+    assert_eq!(claim(&mut ipam, "a", 27), net("10.0.0.32/27"));
+    assert_eq!(ipam.routes("a", &[]).unwrap(), vec![net("10.0.0.0/25")]);
+    let shards = ipam.shards(Some("a")).unwrap();
+    let usable: Vec<(String, u128)> = shards
+        .iter()
+        .map(|s| (s.record.prefix.to_string(), s.usable))
+        .collect();
+    assert_eq!(
+        usable,
+        [
+            ("10.0.0.0/28".to_string(), 16),
+            ("10.0.0.16/28".to_string(), 16),
+            ("10.0.0.32/27".to_string(), 32),
+            ("10.0.0.64/26".to_string(), 64),
+        ]
+    );
+    assert_eq!(ipam.subdivision("a").unwrap().usable, 128);
+    assert_eq!(ipam.pools()[0].usable_in_shards, 128);
+    assert_eq!(ipam.counters().borrowed_claims, 0);
+    ipam.check_invariants().unwrap();
+}
+
+#[test]
+fn routes_aggregate_shards_of_mixed_sizes() {
+    let mut ipam = ipam_sized();
+    assert_eq!(claim(&mut ipam, "a", 27), net("10.0.0.0/27"));
+    assert_eq!(claim(&mut ipam, "a", 28), net("10.0.0.32/28"));
+    assert_eq!(claim(&mut ipam, "a", 28), net("10.0.0.48/28"));
+    // A /27 and two /28 buddies: one /26.
+    assert_eq!(ipam.routes("a", &[]).unwrap(), vec![net("10.0.0.0/26")]);
+    assert_eq!(
+        ipam.subdivision("a").unwrap().routes,
+        vec![net("10.0.0.0/26")]
+    );
+    // Only the active ones: the /27 alone.
+    ipam.activate_shard(&net("10.0.0.0/27"), Reason::Operator, 1.0)
+        .unwrap();
+    assert_eq!(
+        ipam.routes("a", &[ShardState::Active]).unwrap(),
+        vec![net("10.0.0.0/27")]
+    );
+    ipam.check_invariants().unwrap();
+}
+
+#[test]
+fn a_shard_size_outside_the_pool_range_is_refused_without_change() {
+    let mut ipam = ipam_sized();
+    claim(&mut ipam, "a", 28);
+    ipam.take_journal();
+    let before = ipam.snapshot();
+    let counters = ipam.counters();
+    for (len, msg) in [
+        (
+            23,
+            "pool `v4`: cannot claim a /23 shard: the allowed shard prefix lengths are /24 to /28",
+        ),
+        (
+            29,
+            "pool `v4`: cannot claim a /29 shard: the allowed shard prefix lengths are /24 to /28",
+        ),
+        (
+            200,
+            "pool `v4`: cannot claim a /200 shard: the allowed shard prefix lengths are /24 to /28",
+        ),
+    ] {
+        let e = ipam
+            .claim_shard_sized("a", None, Some(len), Reason::Operator, 1.0)
+            .unwrap_err();
+        assert_eq!(
+            e,
+            CoreError::ShardSizeNotAllowed {
+                pool: "v4".into(),
+                prefix_len: len,
+                min: 24,
+                max: 28
+            }
+        );
+        assert_eq!(e.to_string(), msg);
+        assert_eq!(ipam.snapshot(), before);
+        assert!(!ipam.has_journal());
+        assert_eq!(ipam.counters(), counters);
+    }
+    // A pool without a range hands out its shard_prefix_len only; None is that size.
+    let mut plain = ipam_v4("10.0.0.0/16", 26);
+    plain.add_subdivision(sub("a")).unwrap();
+    let e = plain
+        .claim_shard_sized("a", None, Some(27), Reason::Operator, 0.0)
+        .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "pool `v4`: cannot claim a /27 shard: it only hands out /26 shards (set \
+         min_shard_prefix_len / max_shard_prefix_len to allow other sizes)"
+    );
+    assert!(plain.shards(None).unwrap().is_empty());
+    assert!(plain.subdivision("a").unwrap().homes.is_empty());
+    let s = plain
+        .claim_shard_sized("a", None, Some(26), Reason::Operator, 0.0)
+        .unwrap();
+    assert_eq!(s.prefix, net("10.0.0.0/26"));
+    let s = plain
+        .claim_shard_sized("a", None, None, Reason::Operator, 0.0)
+        .unwrap();
+    assert_eq!(s.prefix, net("10.0.0.64/26"));
+}
+
+#[test]
+fn a_shard_larger_than_the_home_block_grows_it() {
+    let mut ipam = Ipam::new(Settings::default());
+    ipam.add_pool(pool_sized("v4", "10.0.0.0/16", 26, 22, 28))
+        .unwrap();
+    ipam.add_subdivision(sub("a")).unwrap();
+    assert_eq!(claim(&mut ipam, "a", 26), net("10.0.0.0/26"));
+    assert_eq!(
+        ipam.subdivision("a").unwrap().homes,
+        vec![net("10.0.0.0/24")]
+    );
+    // A /23 does not fit the /24 home: it doubles twice (the first /23 holds the /26).
+    assert_eq!(claim(&mut ipam, "a", 23), net("10.0.2.0/23"));
+    assert_eq!(
+        ipam.subdivision("a").unwrap().homes,
+        vec![net("10.0.0.0/22")]
+    );
+    assert_eq!(ipam.counters().home_growths, 2);
+    assert_eq!(ipam.counters().borrowed_claims, 0);
+    ipam.check_invariants().unwrap();
+    // Released, the /23 coalesces and the home block shrinks back to its floor.
+    ipam.release_shard(&net("10.0.2.0/23"), Reason::Reclaim, 1.0)
+        .unwrap();
+    assert_eq!(
+        ipam.subdivision("a").unwrap().homes,
+        vec![net("10.0.0.0/24")]
+    );
+    ipam.check_invariants().unwrap();
+}
+
+#[test]
+fn a_shard_that_no_grown_home_holds_is_borrowed_and_the_home_left_as_it_was() {
+    // A /24 pool of /28 shards, /26 to /28 allowed; three subdivisions with one-shard homes.
+    let mut ipam = Ipam::new(Settings::default());
+    ipam.add_pool(pool_sized("v4", "10.0.0.0/24", 28, 26, 28))
+        .unwrap();
+    for name in ["a", "b", "c"] {
+        let mut s = sub(name);
+        s.home_shards = Some(1);
+        ipam.add_subdivision(s).unwrap();
+        claim(&mut ipam, name, 28);
+    }
+    let home = |ipam: &Ipam, s: &str| ipam.subdivision(s).unwrap().homes;
+    assert_eq!(home(&ipam, "a"), vec![net("10.0.0.0/28")]);
+    assert_eq!(home(&ipam, "b"), vec![net("10.0.0.128/28")]);
+    assert_eq!(home(&ipam, "c"), vec![net("10.0.0.64/28")]);
+    let growths = ipam.counters().home_growths;
+    // a's home could grow to a /26, which its first shard splits; the /25 would need c's space.
+    let far = claim(&mut ipam, "a", 26);
+    assert_eq!(far, net("10.0.0.192/26"));
+    assert_eq!(home(&ipam, "a"), vec![net("10.0.0.0/28")]);
+    assert_eq!(ipam.counters().home_growths, growths);
+    assert_eq!(ipam.counters().borrowed_claims, 1);
+    let info = ipam.subdivision("a").unwrap();
+    assert_eq!(info.borrowed, 1);
+    assert_eq!(info.routes, vec![net("10.0.0.0/28"), net("10.0.0.192/26")]);
+    ipam.check_invariants().unwrap();
+    // No /26 is left anywhere: refused, and nothing changes (no home grown on the way).
+    ipam.take_journal();
+    let before = ipam.snapshot();
+    let counters = ipam.counters();
+    let e = ipam
+        .claim_shard_sized("c", None, Some(26), Reason::Forecast, 1.0)
+        .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "pool `v4` is exhausted: no free /26 left for subdivision `c`"
+    );
+    assert_eq!(ipam.snapshot(), before);
+    assert_eq!(ipam.counters(), counters);
+    assert!(!ipam.has_journal());
+    // A /27 still fits by growing c's home.
+    assert_eq!(claim(&mut ipam, "c", 27), net("10.0.0.96/27"));
+    assert_eq!(home(&ipam, "c"), vec![net("10.0.0.64/26")]);
+    ipam.check_invariants().unwrap();
+}
+
+#[test]
+fn freed_shards_of_mixed_sizes_coalesce() {
+    let mut ipam = ipam_sized();
+    assert_eq!(claim(&mut ipam, "a", 28), net("10.0.0.0/28"));
+    assert_eq!(claim(&mut ipam, "a", 28), net("10.0.0.16/28"));
+    assert_eq!(claim(&mut ipam, "a", 27), net("10.0.0.32/27"));
+    for s in ["10.0.0.0/28", "10.0.0.16/28"] {
+        ipam.release_shard(&net(s), Reason::Reclaim, 1.0).unwrap();
+    }
+    // The two freed /28s merged into a /27, which the next /27 takes.
+    assert_eq!(claim(&mut ipam, "a", 27), net("10.0.0.0/27"));
+    ipam.release_shard(&net("10.0.0.0/27"), Reason::Reclaim, 2.0)
+        .unwrap();
+    ipam.release_shard(&net("10.0.0.32/27"), Reason::Reclaim, 2.0)
+        .unwrap();
+    // Everything free again: the whole home block takes a /24.
+    assert_eq!(claim(&mut ipam, "a", 24), net("10.0.0.0/24"));
+    ipam.check_invariants().unwrap();
+}
+
+#[test]
+fn leases_in_shards_of_several_sizes_round_trip_through_a_snapshot() {
+    let mut p = pool_sized("v4", "10.0.0.0/16", 26, 24, 28);
+    p.reserve_first = 2;
+    p.reserve_last = 1;
+    let mut ipam = Ipam::new(Settings::default());
+    ipam.add_pool(p).unwrap();
+    ipam.add_subdivision(sub("a")).unwrap();
+    let mut b = sub("b");
+    b.parent = Some("a".into());
+    ipam.add_subdivision(b).unwrap();
+    let small = claim(&mut ipam, "b", 28);
+    ipam.activate_shard(&small, Reason::Forecast, 0.0).unwrap();
+    // 16 - 3 reserved: 13 addresses, from .2 to .14.
+    assert_eq!(ipam.shards(Some("b")).unwrap()[0].usable, 13);
+    let mut got = vec![];
+    for i in 0..13 {
+        let a = ipam
+            .allocate("b", &format!("s{i}"), None, None, 1.0)
+            .unwrap();
+        assert_eq!(a.shard, small);
+        assert_eq!(a.path, AllocPath::Ready);
+        got.push(a.address);
+    }
+    assert_eq!(got[0], ip("10.0.0.2"));
+    assert_eq!(got[12], ip("10.0.0.14"));
+    // The small shard is full: the slow path claims a default-size shard.
+    let next = ipam.allocate("b", "s13", None, None, 2.0).unwrap();
+    assert_eq!(next.path, AllocPath::ClaimedShard);
+    assert_eq!(next.shard.prefix_len(), 26);
+    let big = claim(&mut ipam, "a", 24);
+    ipam.activate_shard(&big, Reason::Forecast, 3.0).unwrap();
+    ipam.allocate("a", "big0", Some("web"), None, 3.0).unwrap();
+    ipam.release("s3", 4.0).unwrap();
+    ipam.check_invariants().unwrap();
+
+    let snap = ipam.snapshot();
+    let mut copy = Ipam::from_snapshot(Settings::default(), &snap).unwrap();
+    assert_eq!(copy.snapshot(), snap);
+    copy.check_invariants().unwrap();
+    for i in 0..80 {
+        let vm = format!("n{i}");
+        let now = 40.0 + f64::from(i);
+        let x = ipam.allocate("b", &vm, None, None, now).unwrap();
+        let y = copy.allocate("b", &vm, None, None, now).unwrap();
+        assert_eq!(x, y);
+    }
+    assert_eq!(copy.snapshot(), ipam.snapshot());
+
+    // A stored shard whose size the pool does not hand out is refused.
+    let mut bad = snap.clone();
+    bad.pools[0].max_shard_prefix_len = Some(27);
+    let e = Ipam::from_snapshot(Settings::default(), &bad).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains(&format!("shard {small} has the wrong size")),
+        "{e}"
+    );
+    // A lease naming a shard of another size at the same base is refused.
+    let mut bad = snap.clone();
+    let l = bad.leases.iter_mut().find(|l| l.vm_id == "s0").unwrap();
+    l.shard = net("10.0.0.0/27");
+    let e = Ipam::from_snapshot(Settings::default(), &bad).unwrap_err();
+    assert!(e.to_string().contains("is not in shard 10.0.0.0/27"), "{e}");
+}
+
+#[test]
+fn max_shards_counts_shards_of_every_size() {
+    let mut ipam = Ipam::new(Settings::default());
+    ipam.add_pool(pool_sized("v4", "10.0.0.0/16", 26, 24, 28))
+        .unwrap();
+    let mut a = sub("a");
+    a.max_shards = Some(2);
+    ipam.add_subdivision(a).unwrap();
+    claim(&mut ipam, "a", 24);
+    claim(&mut ipam, "a", 28);
+    let e = ipam
+        .claim_shard_sized("a", None, Some(28), Reason::Forecast, 0.0)
+        .unwrap_err();
+    assert!(matches!(e, CoreError::MaxShards { max: 2, .. }), "{e}");
+}
+
+#[test]
+fn ipv6_pools_take_shards_of_several_sizes() {
+    let mut ipam = Ipam::new(Settings::default());
+    ipam.add_pool(pool_sized("v6", "2001:db8::/48", 64, 64, 112))
+        .unwrap();
+    ipam.add_subdivision(sub("a")).unwrap();
+    assert_eq!(claim(&mut ipam, "a", 112), net("2001:db8::/112"));
+    assert_eq!(claim(&mut ipam, "a", 64), net("2001:db8:0:1::/64"));
+    assert_eq!(claim(&mut ipam, "a", 96), net("2001:db8::1:0:0/96"));
+    let shards = ipam.shards(Some("a")).unwrap();
+    let usable: Vec<u128> = shards.iter().map(|s| s.usable).collect();
+    // A shard leases at most its first 2^32 addresses.
+    assert_eq!(usable, [1 << 16, 1 << 32, 1 << 32]);
+    ipam.check_invariants().unwrap();
+    let snap = ipam.snapshot();
+    assert_eq!(
+        Ipam::from_snapshot(Settings::default(), &snap)
+            .unwrap()
+            .snapshot(),
+        snap
+    );
+}
+
+#[test]
+fn shard_size_ranges_are_validated() {
+    let check = |min: Option<u8>, max: Option<u8>, reserve: u32, needle: &str| {
+        let mut p = pool("p", "192.168.0.0/16", 26);
+        p.min_shard_prefix_len = min;
+        p.max_shard_prefix_len = max;
+        p.reserve_first = reserve;
+        let e = Ipam::new(Settings::default()).add_pool(p).unwrap_err();
+        let msg = e.to_string();
+        assert!(msg.starts_with("pool `p`: "), "{msg}");
+        assert!(msg.contains(needle), "{msg} does not mention {needle:?}");
+    };
+    check(
+        Some(27),
+        None,
+        0,
+        "min_shard_prefix_len 27 exceeds shard_prefix_len 26",
+    );
+    check(
+        None,
+        Some(25),
+        0,
+        "max_shard_prefix_len 25 is below shard_prefix_len 26",
+    );
+    check(
+        Some(15),
+        None,
+        0,
+        "min_shard_prefix_len 15 must lie between the pool's /16 and /32",
+    );
+    check(
+        None,
+        Some(33),
+        0,
+        "max_shard_prefix_len 33 must lie between the pool's /16 and /32",
+    );
+    // Room for 3 reserved addresses + 1: a /30 holds 4, a /31 only 2.
+    check(
+        None,
+        Some(31),
+        3,
+        "max_shard_prefix_len 31: a /31 shard leaves no address after reserve_first 3",
+    );
+    let mut ok = pool("p", "192.168.0.0/16", 26);
+    ok.max_shard_prefix_len = Some(30);
+    ok.reserve_first = 3;
+    Ipam::new(Settings::default()).add_pool(ok).unwrap();
+    // IPv6 shards hold at most 2^64 addresses.
+    let mut v6 = pool("v6", "2001:db8::/32", 64);
+    v6.min_shard_prefix_len = Some(60);
+    let e = Ipam::new(Settings::default()).add_pool(v6).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("min_shard_prefix_len 60 is too short: shards hold at most 2^64"),
+        "{e}"
+    );
+    // Stored JSON without the new fields still reads; they are not written when unset.
+    let json = r#"{"name":"p","prefix":"10.0.0.0/8","shard_prefix_len":26}"#;
+    let spec: cidrcast_core::model::PoolSpec = serde_json::from_str(json).unwrap();
+    assert_eq!(spec, pool("p", "10.0.0.0/8", 26));
+    assert_eq!(spec.shard_prefix_range(), (26, 26));
+    let out = serde_json::to_string(&spec).unwrap();
+    assert!(!out.contains("min_shard_prefix_len"), "{out}");
+    let sized = pool_sized("p", "10.0.0.0/8", 26, 24, 28);
+    assert_eq!(sized.shard_prefix_range(), (24, 28));
+    let back: cidrcast_core::model::PoolSpec =
+        serde_json::from_str(&serde_json::to_string(&sized).unwrap()).unwrap();
+    assert_eq!(back, sized);
 }

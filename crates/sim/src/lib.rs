@@ -5,10 +5,16 @@
 //! * each subdivision holds shards of `shard_size` addresses, numbered from 0: *pending* shards
 //!   become *ready* `lead_time` seconds after their claim (claim, router update, convergence); a
 //!   claim takes the lowest free number;
-//! * a create takes a slot in the lowest-numbered ready shard with room: a **hit** (wait 0);
+//! * with adaptive sizes (`min_shard_size < max_shard_size`, chosen per claim by the predictive
+//!   policy only), a subdivision's shards live in one address space in units of
+//!   `min_shard_size`, and a claim of size `s` takes the lowest free block of `s` aligned on `s`
+//!   (buddy style, so neighbours still aggregate); with one size this is the numbering above;
+//! * a create takes a slot in the lowest-addressed ready shard with room: a **hit** (wait 0);
 //!   otherwise it is a **miss**: it reserves a slot in the pending shard that matures first (and
 //!   waits until then), or claims one at once and waits `lead_time`;
 //! * only empty ready shards are released (no lease migration);
+//! * idle addresses are the held shards' sizes minus the used addresses; routes are the minimal
+//!   CIDR cover of the held (pending or ready) shards;
 //! * a shard maturing at `t` serves creates at `t`; the replay starts `lead_time + 60 s` before the
 //!   first event; metrics are taken over an evaluation window.
 //!

@@ -38,6 +38,21 @@ pub enum Policy {
     /// `keep_quantile` of the rise over `keep_horizon` would not need it (hysteresis). The
     /// prefetcher's feedback raises a subdivision's level after each of its misses and lowers it
     /// after each hit, steering it to `target_miss`.
+    ///
+    /// **Shard sizes.** It is the only policy that adapts them (when the replay's
+    /// `min_shard_size < max_shard_size`; the others always claim `shard_size`). The subdivision's
+    /// *need* is the address count it holds for: used + forecast rise (+ headroom and miss
+    /// feedback). At each claim the policy picks the size that trades idle addresses against
+    /// routes: the smallest power of two `s` in `[min_shard_size, max_shard_size]` with
+    /// `s >= need / route_budget`, i.e. such that the need fits in at most `route_budget` shards
+    /// of that size (more when `s` is clamped at the maximum). While the deficit (need − held
+    /// addresses) is at least `s`, it claims shards of `s`; a smaller deficit is rounded up to whole
+    /// `min_shard_size` units and topped up with smaller shards, largest first (need 70 from
+    /// nothing with sizes 16 to 64: one 64 and one 16, not two 64s). A miss with nothing pending
+    /// claims at once by the same rule, towards the last tick's need (at least used + 1). Each
+    /// claim takes the lowest free aligned block of its size, so buddies still aggregate. Empty
+    /// ready shards are released, highest address first, while the held addresses without them
+    /// still cover the need, the release horizon's need, and `hysteresis` shards of size `s`.
     Predictive {
         quantile: f64,
         tick: f64,
@@ -65,10 +80,14 @@ pub enum Policy {
         /// Claims look at the rise over `[lead, lead + tick)` only (what a shard claimed now can
         /// serve) instead of `[0, lead + tick)`.
         claim_from_lead: bool,
+        /// With adaptive shard sizes: the number of shards (routes) the need should fit in; a
+        /// shard is at least need ÷ `route_budget` addresses (default 4, at least 1).
+        route_budget: f64,
     },
     /// Perfect foresight (tick 1 s): holds ⌈max alive over [t, t + lead + 1 s) ÷ shard size⌉ shards
     /// and releases empty shards above that at once: zero misses with the least idle, the physical
-    /// limit for a given shard size. For reference only.
+    /// limit for a given shard size. It always claims `shard_size` (another fixed size is another
+    /// `shard_size`). For reference only.
     Oracle,
 }
 
@@ -143,6 +162,7 @@ impl Policy {
                 let (mut repeats, mut target_miss, mut gain) = (3.0, 0.0, 0.05);
                 let (mut keep_horizon, mut keep_quantile) = (0.0, 0.9);
                 let mut claim_from_lead = 0.0;
+                let mut route_budget = 4.0;
                 for (k, v) in params {
                     match k.as_str() {
                         "quantile" => quantile = num(k, v)?,
@@ -159,13 +179,21 @@ impl Policy {
                         "keep_horizon" => keep_horizon = num(k, v)?,
                         "keep_quantile" => keep_quantile = num(k, v)?,
                         "claim_from_lead" => claim_from_lead = num(k, v)?,
+                        "route_budget" => route_budget = num(k, v)?,
                         _ => {
                             return Err(unknown(
                                 k,
-                                "quantile, tick, days, recent, headroom, hysteresis, per_miss, miss_half_life, repeats, target_miss, gain, keep_horizon, keep_quantile, claim_from_lead",
+                                "quantile, tick, days, recent, headroom, hysteresis, per_miss, miss_half_life, repeats, target_miss, gain, keep_horizon, keep_quantile, claim_from_lead, route_budget",
                             ))
                         }
                     }
+                }
+                if route_budget < 1.0 {
+                    return Err(SimError::Invalid {
+                        what: "parameter",
+                        value: format!("route_budget={route_budget}"),
+                        reason: "expected a number of shards >= 1".into(),
+                    });
                 }
                 if !(quantile > 0.0 && quantile <= 1.0) || tick <= 0.0 {
                     return Err(SimError::Invalid {
@@ -189,6 +217,7 @@ impl Policy {
                     keep_horizon,
                     keep_quantile,
                     claim_from_lead: claim_from_lead > 0.0,
+                    route_budget,
                 })
             }
             "oracle" => match params.first() {

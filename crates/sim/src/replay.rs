@@ -17,10 +17,69 @@ use crate::SimError;
 pub struct Params {
     /// Seconds from a claim until the shard serves creates.
     pub lead_time: f64,
-    /// Addresses per shard (64 for a /26).
+    /// Addresses per shard (64 for a /26): the size every policy claims, except the predictive one
+    /// when the range below is wider (adaptive shard sizes).
     pub shard_size: u32,
+    /// The smallest and largest shard sizes the predictive policy may choose from (addresses,
+    /// powers of two, `min_shard_size <= shard_size <= max_shard_size`); both equal to
+    /// `shard_size` when sizes are fixed. A subdivision's shards live in one address space in
+    /// units of `min_shard_size`, each an aligned block (buddy style).
+    pub min_shard_size: u32,
+    pub max_shard_size: u32,
     /// Metrics are taken over `[window.0, window.1)`; `None`: the whole replay.
     pub window: Option<(Time, Time)>,
+}
+
+impl Params {
+    /// Fixed-size shards of `shard_size` addresses.
+    pub fn fixed(lead_time: f64, shard_size: u32, window: Option<(Time, Time)>) -> Self {
+        Params {
+            lead_time,
+            shard_size,
+            min_shard_size: shard_size,
+            max_shard_size: shard_size,
+            window,
+        }
+    }
+
+    /// Whether the predictive policy may choose among several shard sizes.
+    pub fn is_adaptive(&self) -> bool {
+        self.min_shard_size != self.max_shard_size
+    }
+
+    /// Checks the lead time and the shard sizes.
+    pub fn validate(&self) -> Result<(), SimError> {
+        if !(self.lead_time.is_finite() && self.lead_time >= 0.0) {
+            return Err(SimError::Invalid {
+                what: "lead time",
+                value: self.lead_time.to_string(),
+                reason: "must be a number of seconds >= 0".into(),
+            });
+        }
+        if self.shard_size == 0 {
+            return Err(SimError::Invalid {
+                what: "shard size",
+                value: "0".into(),
+                reason: "must hold at least one address".into(),
+            });
+        }
+        let (min, size, max) = (self.min_shard_size, self.shard_size, self.max_shard_size);
+        if !(min <= size && size <= max) {
+            return Err(SimError::Invalid {
+                what: "shard sizes",
+                value: format!("{min}..{max} (default {size})"),
+                reason: "expected min_shard_size <= shard_size <= max_shard_size".into(),
+            });
+        }
+        if (min != size || size != max) && ![min, size, max].iter().all(|x| x.is_power_of_two()) {
+            return Err(SimError::Invalid {
+                what: "shard sizes",
+                value: format!("{min}..{max} (default {size})"),
+                reason: "adaptive shard sizes must be powers of two".into(),
+            });
+        }
+        Ok(())
+    }
 }
 
 /// What a replay measured.
@@ -45,15 +104,22 @@ pub struct Report {
     /// subdivisions, and the largest seen.
     pub routes_mean: f64,
     pub routes_max: usize,
+    /// Mean size of the held shards (addresses), weighted by the time each is held: held
+    /// address-seconds ÷ shard-seconds (0 when nothing was held). `shard_size` unless adaptive.
+    pub mean_shard_size: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub per_subdivision: Option<Vec<(String, Report)>>,
 }
 
+/// The state of one unit (`min_shard_size` addresses) of a subdivision's address space. A shard
+/// of order `k` covers `2^k` units: its first unit (the head, where the shard is kept) is
+/// `Pending` or `Ready`, the others are `Inside`.
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum State {
     Free,
     Pending(Time),
     Ready,
+    Inside,
 }
 
 #[derive(Clone, Debug)]
@@ -61,6 +127,14 @@ struct Shard {
     state: State,
     used: u32,
     empty_since: Time,
+    /// log2 of the shard's size in units.
+    order: u8,
+}
+
+impl Shard {
+    fn held(&self) -> bool {
+        matches!(self.state, State::Pending(_) | State::Ready)
+    }
 }
 
 /// Internal events, ordered by time (earliest first), maturations before anything else.
@@ -94,19 +168,25 @@ const RELEASE: u8 = 1;
 pub struct Decision {
     pub time: Time,
     pub subdivision: String,
+    /// Where the shard starts, in units of `min_shard_size` addresses (with fixed sizes: the shard
+    /// number); it covers addresses `[shard · min_shard_size, shard · min_shard_size + size)`.
     pub shard: usize,
+    /// Addresses in the shard.
+    pub size: u32,
     pub claim: bool,
 }
 
 #[derive(Default)]
 struct Acc {
-    log: Vec<(Time, usize, bool)>,
+    log: Vec<(Time, usize, u32, bool)>,
     creations: u64,
     misses: u64,
     waits: Vec<f64>,
     idle: f64,
     used: f64,
     held: f64,
+    /// Shard-seconds (for the mean shard size).
+    shard_time: f64,
     routes: f64,
     routes_max: usize,
     claims: u64,
@@ -121,7 +201,14 @@ struct Sub<'a> {
     due: BinaryHeap<Due>,
     vm: HashMap<&'a str, usize>,
     used: u64,
+    /// Shards held (pending or ready) and the addresses in them.
     live: u64,
+    held: u64,
+    /// The order (in units) of `shard_size` and of `max_shard_size`.
+    base_order: u8,
+    max_order: u8,
+    /// The predictive policy's last need (addresses), for the size of the claims its misses make.
+    need: f64,
     routes: usize,
     last: Time,
     acc: Acc,
@@ -145,14 +232,20 @@ impl<'a> Sub<'a> {
         };
         if b > a {
             let dt = b - a;
-            let held = self.live as f64 * f64::from(self.p.shard_size);
+            let held = self.held as f64;
             self.acc.idle += (held - self.used as f64) * dt;
             self.acc.used += self.used as f64 * dt;
             self.acc.held += held * dt;
+            self.acc.shard_time += self.live as f64 * dt;
             self.acc.routes += self.routes as f64 * dt;
             self.acc.span += dt;
         }
         self.last = self.last.max(t);
+    }
+
+    /// Addresses in a shard of `order`.
+    fn size(&self, order: u8) -> u32 {
+        self.p.min_shard_size << order
     }
 
     fn recount_routes(&mut self, t: Time) {
@@ -160,10 +253,10 @@ impl<'a> Sub<'a> {
             .shards
             .iter()
             .enumerate()
-            .filter(|(_, s)| s.state != State::Free)
-            .map(|(i, _)| Block {
+            .filter(|(_, s)| s.held())
+            .map(|(i, s)| Block {
                 base: i as u128,
-                order: 0,
+                order: s.order,
             });
         self.routes = min_cover(Family::V6, blocks).len();
         if self.in_window(t) {
@@ -171,31 +264,49 @@ impl<'a> Sub<'a> {
         }
     }
 
-    fn claim(&mut self, t: Time) -> usize {
-        let i = match self.shards.iter().position(|s| s.state == State::Free) {
-            Some(i) => i,
-            None => {
-                self.shards.push(Shard {
+    /// Claims the lowest free aligned block of `2^order` units (with one size: the lowest free
+    /// shard number); returns its first unit.
+    fn claim(&mut self, t: Time, order: u8) -> usize {
+        let n = 1usize << order;
+        let len = self.shards.len();
+        let i = (0..)
+            .step_by(n)
+            .find(|&b: &usize| {
+                self.shards[b.min(len)..(b + n).min(len)]
+                    .iter()
+                    .all(|s| s.state == State::Free)
+            })
+            .expect("the address space grows without bound");
+        if self.shards.len() < i + n {
+            self.shards.resize(
+                i + n,
+                Shard {
                     state: State::Free,
                     used: 0,
                     empty_since: t,
-                });
-                self.shards.len() - 1
-            }
-        };
+                    order: 0,
+                },
+            );
+        }
         let ready = t + self.p.lead_time;
         self.shards[i] = Shard {
             state: State::Pending(ready),
             used: 0,
             empty_since: t,
+            order,
         };
+        for s in &mut self.shards[i + 1..i + n] {
+            s.state = State::Inside;
+        }
         self.due.push(Due {
             time: ready,
             rank: MATURE,
             shard: i,
         });
         self.live += 1;
-        self.acc.log.push((t, i, true));
+        let size = self.size(order);
+        self.held += u64::from(size);
+        self.acc.log.push((t, i, size, true));
         if self.in_window(t) {
             self.acc.claims += 1;
         }
@@ -204,9 +315,14 @@ impl<'a> Sub<'a> {
     }
 
     fn release(&mut self, i: usize, t: Time) {
-        self.shards[i].state = State::Free;
+        let order = self.shards[i].order;
+        for s in &mut self.shards[i..i + (1usize << order)] {
+            s.state = State::Free;
+        }
         self.live -= 1;
-        self.acc.log.push((t, i, false));
+        let size = self.size(order);
+        self.held -= u64::from(size);
+        self.acc.log.push((t, i, size, false));
         if self.in_window(t) {
             self.acc.releases += 1;
         }
@@ -286,7 +402,8 @@ impl<'a> Sub<'a> {
 
     fn create(&mut self, e: &'a VmEvent) {
         let t = e.time;
-        let size = self.p.shard_size;
+        let unit = self.p.min_shard_size;
+        let room = |s: &Shard| s.used < unit << s.order;
         let counted = self.in_window(t);
         if counted {
             self.acc.creations += 1;
@@ -294,7 +411,7 @@ impl<'a> Sub<'a> {
         let ready = self
             .shards
             .iter()
-            .position(|s| s.state == State::Ready && s.used < size);
+            .position(|s| s.state == State::Ready && room(s));
         let (i, wait) = match ready {
             Some(i) => (i, 0.0),
             None => {
@@ -303,13 +420,16 @@ impl<'a> Sub<'a> {
                     .iter()
                     .enumerate()
                     .filter_map(|(i, s)| match s.state {
-                        State::Pending(at) if s.used < size => Some((i, at)),
+                        State::Pending(at) if room(s) => Some((i, at)),
                         _ => None,
                     })
                     .min_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
                 match pending {
                     Some((i, at)) => (i, at - t),
-                    None => (self.claim(t), self.p.lead_time),
+                    None => {
+                        let order = self.miss_order();
+                        (self.claim(t, order), self.p.lead_time)
+                    }
                 }
             }
         };
@@ -353,8 +473,7 @@ impl<'a> Sub<'a> {
     /// floor the policy keeps, release empty shards past their cooldown that the policy no longer
     /// needs (highest-numbered first).
     fn pool_tick(&mut self, t: Time) {
-        let size = f64::from(self.p.shard_size);
-        let held = |s: &Self| s.live as f64 * size;
+        let held = |s: &Self| s.held as f64;
         let free = |s: &Self| held(s) - s.used as f64;
         // (wanted free, wanted total, free above which a shard is excess)
         let (want_free, want_total, excess_above) = match *self.policy {
@@ -374,11 +493,12 @@ impl<'a> Sub<'a> {
             _ => return,
         };
         while free(self) < want_free || held(self) < want_total {
-            self.claim(t);
+            self.claim(t, self.base_order);
         }
         let cooldown = self.policy.release_cooldown();
         for i in (0..self.shards.len()).rev() {
             let s = &self.shards[i];
+            let size = f64::from(self.size(s.order));
             if s.state == State::Ready
                 && s.used == 0
                 && t - s.empty_since >= cooldown
@@ -387,6 +507,45 @@ impl<'a> Sub<'a> {
             {
                 self.release(i, t);
             }
+        }
+    }
+
+    /// The predictive policy's shard size for a subdivision that needs `need` addresses: the
+    /// smallest order whose size is at least `need / route_budget`, within the range of sizes.
+    /// Without a predictive policy or a range, the order of `shard_size`.
+    fn size_order(&self, need: f64) -> u8 {
+        let Policy::Predictive { route_budget, .. } = *self.policy else {
+            return self.base_order;
+        };
+        let per_shard = need / route_budget;
+        (0..self.max_order)
+            .find(|&o| f64::from(self.size(o)) >= per_shard)
+            .unwrap_or(self.max_order)
+    }
+
+    /// The order of the predictive policy's next claim towards `need` addresses: a whole shard of
+    /// the chosen size while the deficit (`need` − held) is at least that size; below it, the
+    /// deficit rounded up to whole units is topped up largest part first (its binary
+    /// decomposition), so that a deficit of 6 with 16-address units takes one 16, not a 64.
+    fn topup_order(&self, need: f64) -> u8 {
+        let order = self.size_order(need);
+        let deficit = need - self.held as f64;
+        if deficit >= f64::from(self.size(order)) {
+            return order;
+        }
+        let units = (deficit / f64::from(self.p.min_shard_size)).ceil().max(1.0);
+        (0..=order)
+            .rev()
+            .find(|&o| f64::from(1u32 << o) <= units)
+            .unwrap_or(0)
+    }
+
+    /// The order of a claim made at once by a miss: the predictive policy tops up towards its last
+    /// need (at least one address more than used), every other policy claims `shard_size`.
+    fn miss_order(&self) -> u8 {
+        match self.policy {
+            Policy::Predictive { .. } => self.topup_order(self.need.max(self.used as f64 + 1.0)),
+            _ => self.base_order,
         }
     }
 
@@ -409,50 +568,46 @@ impl<'a> Sub<'a> {
         let stretch = self.level.max(1.0);
         let inc = fc.forecast(0, ix).upper(level) * stretch;
         let keep_inc = fc.forecast(1, ix).upper(keep_quantile);
-        let size = f64::from(self.p.shard_size);
         if miss_half_life > 0.0 {
             self.miss_boost *= 0.5f64.powf((t - self.boost_at) / miss_half_life);
         }
         self.boost_at = t;
         let feedback = per_miss * self.miss_boost;
-        let target = ((self.used as f64 + inc.max(0.0) + headroom + feedback) / size).ceil() as u64;
+        // Addresses to hold: with fixed sizes, ⌈need ÷ size⌉ shards.
+        let need = self.used as f64 + inc.max(0.0) + headroom + feedback;
+        self.need = need;
         // Releases look further ahead: a shard stays while the rise expected over the longer
         // horizon would need it again.
-        let keep = (((self.used as f64 + keep_inc.max(0.0)) / size).ceil() as u64).max(target);
-        let hysteresis = hysteresis as u64;
-        while self.live < target {
-            self.claim(t);
+        let keep = (self.used as f64 + keep_inc.max(0.0)).max(need);
+        while (self.held as f64) < need {
+            let order = self.topup_order(need);
+            self.claim(t, order);
         }
-        if self.live > keep + hysteresis {
-            let mut excess = self.live - keep - hysteresis;
+        // `hysteresis` shards of the chosen size are kept above that.
+        let floor = keep + (hysteresis as u64 * u64::from(self.size(self.size_order(need)))) as f64;
+        if self.held as f64 - f64::from(self.p.min_shard_size) >= floor {
             for i in (0..self.shards.len()).rev() {
-                if excess == 0 {
-                    break;
-                }
                 let s = &self.shards[i];
-                if s.used == 0 && s.state == State::Ready {
+                if s.used == 0
+                    && s.state == State::Ready
+                    && (self.held - u64::from(self.size(s.order))) as f64 >= floor
+                {
                     self.release(i, t);
-                    excess -= 1;
                 }
             }
         }
     }
 
-    /// Oracle: at integer second `t`, holds ⌈max alive over [t, t + lead + 1) ÷ size⌉ shards.
+    /// Oracle: at integer second `t`, holds `target` addresses (whole shards of `shard_size`).
     fn oracle_tick(&mut self, t: Time, target: u64) {
-        while self.live < target {
-            self.claim(t);
+        while self.held < target {
+            self.claim(t, self.base_order);
         }
-        if self.live > target {
-            let mut excess = self.live - target;
+        if self.held > target {
             for i in (0..self.shards.len()).rev() {
-                if excess == 0 {
-                    break;
-                }
                 let s = &self.shards[i];
-                if s.used == 0 && s.state != State::Free {
+                if s.used == 0 && s.held() && self.held - u64::from(self.size(s.order)) >= target {
                     self.release(i, t);
-                    excess -= 1;
                 }
             }
         }
@@ -469,6 +624,10 @@ fn replay_sub(events: &[&VmEvent], policy: &Policy, p: &Params, start: Time) -> 
         vm: HashMap::new(),
         used: 0,
         live: 0,
+        held: 0,
+        base_order: (p.shard_size / p.min_shard_size).trailing_zeros() as u8,
+        max_order: (p.max_shard_size / p.min_shard_size).trailing_zeros() as u8,
+        need: 0.0,
         routes: 0,
         last: start,
         acc: Acc::default(),
@@ -596,8 +755,8 @@ fn replay_sub(events: &[&VmEvent], policy: &Policy, p: &Params, start: Time) -> 
                     .front()
                     .map_or(before, |&j| points[j].1.max(before))
                     .max(0) as u64;
-                let target = max.div_ceil(u64::from(p.shard_size));
-                sub.oracle_tick(t, target);
+                let size = u64::from(p.shard_size);
+                sub.oracle_tick(t, max.div_ceil(size) * size);
             }
             for e in &events[ev..] {
                 sub.step(e);
@@ -667,6 +826,14 @@ fn report(accs: &[Acc], span: f64) -> Report {
             0.0
         },
         routes_max: accs.iter().map(|a| a.routes_max).max().unwrap_or(0),
+        mean_shard_size: {
+            let shard_time: f64 = accs.iter().map(|a| a.shard_time).sum();
+            if shard_time > 0.0 {
+                held / shard_time
+            } else {
+                0.0
+            }
+        },
         per_subdivision: None,
     }
 }
@@ -677,6 +844,7 @@ pub fn decisions(
     policy: &Policy,
     p: &Params,
 ) -> Result<Vec<Decision>, SimError> {
+    p.validate()?;
     let Some(first) = events.first() else {
         return Ok(Vec::new());
     };
@@ -691,12 +859,17 @@ pub fn decisions(
     let mut out = Vec::new();
     for (sub, evs) in by_sub {
         let acc = replay_sub(&evs, policy, p, start);
-        out.extend(acc.log.into_iter().map(|(time, shard, claim)| Decision {
-            time,
-            subdivision: sub.to_string(),
-            shard,
-            claim,
-        }));
+        out.extend(
+            acc.log
+                .into_iter()
+                .map(|(time, shard, size, claim)| Decision {
+                    time,
+                    subdivision: sub.to_string(),
+                    shard,
+                    size,
+                    claim,
+                }),
+        );
     }
     Ok(out)
 }
@@ -708,20 +881,7 @@ pub fn replay(
     p: &Params,
     per_subdivision: bool,
 ) -> Result<Report, SimError> {
-    if !(p.lead_time.is_finite() && p.lead_time >= 0.0) {
-        return Err(SimError::Invalid {
-            what: "lead time",
-            value: p.lead_time.to_string(),
-            reason: "must be a number of seconds >= 0".into(),
-        });
-    }
-    if p.shard_size == 0 {
-        return Err(SimError::Invalid {
-            what: "shard size",
-            value: "0".into(),
-            reason: "must hold at least one address".into(),
-        });
-    }
+    p.validate()?;
     let Some(first) = events.first() else {
         return Err(SimError::Invalid {
             what: "trace",

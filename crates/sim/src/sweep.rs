@@ -72,6 +72,14 @@ pub fn grid() -> Vec<(Policy, String)> {
         let policy = Policy::parse("predictive", &params).expect("the sweep's own grid parses");
         v.push((policy, format!("quantile={q} keep_horizon={keep}")));
     }
+    // A finer tick reacts sooner to a burst in progress (the best point at lead 60 s, ≤ 1%).
+    let params = [
+        ("quantile".to_string(), "0.9".to_string()),
+        ("tick".to_string(), "10".to_string()),
+        ("recent".to_string(), "180".to_string()),
+    ];
+    let policy = Policy::parse("predictive", &params).expect("the sweep's own grid parses");
+    v.push((policy, "quantile=0.9 tick=10 recent=180".to_string()));
     v.push((Policy::Oracle, "-".to_string()));
     v
 }

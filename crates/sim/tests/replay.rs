@@ -27,6 +27,8 @@ fn on_demand_claims_on_a_miss_waits_for_pending_shards_and_releases_after_the_de
     let p = Params {
         lead_time: 10.0,
         shard_size: 2,
+        min_shard_size: 2,
+        max_shard_size: 2,
         window: Some((100.0, 300.0)),
     };
     let r = replay(
@@ -89,6 +91,8 @@ fn the_oracle_never_misses_and_holds_no_more_than_on_demand() {
     let p = Params {
         lead_time: 60.0,
         shard_size: 16,
+        min_shard_size: 16,
+        max_shard_size: 16,
         window: Some((2000.0, 22000.0)),
     };
     let oracle = replay(&events, &Policy::Oracle, &p, true).unwrap();
@@ -114,6 +118,8 @@ fn bad_policies_parameters_and_params_are_named() {
     let p = Params {
         lead_time: -5.0,
         shard_size: 64,
+        min_shard_size: 64,
+        max_shard_size: 64,
         window: None,
     };
     let e = replay(&events, &Policy::Oracle, &p, false).unwrap_err();
@@ -142,6 +148,8 @@ fn pool_policies_keep_their_floor_and_release_after_their_cooldown() {
     let p = Params {
         lead_time: 30.0,
         shard_size: 4,
+        min_shard_size: 4,
+        max_shard_size: 4,
         window: Some((1000.0, 2600.0)),
     };
     // Keeping 4 free addresses (one shard's worth) ahead: never a miss at one VM a minute.
@@ -181,6 +189,8 @@ fn sweep_marks_the_pareto_front_and_each_familys_best() {
     let p = Params {
         lead_time: 60.0,
         shard_size: 4,
+        min_shard_size: 4,
+        max_shard_size: 4,
         window: Some((1500.0, 7000.0)),
     };
     let pts = sweep(&events, &p, &grid()).unwrap();
@@ -240,6 +250,8 @@ fn the_predictive_policy_is_causal() {
     let p = Params {
         lead_time: 60.0,
         shard_size: 64,
+        min_shard_size: 64,
+        max_shard_size: 64,
         window: None,
     };
     // Every part of the policy: the empirical and periodic forecasts, the longer release
@@ -266,4 +278,137 @@ fn the_predictive_policy_is_causal() {
     let all_a = cidrcast_sim::decisions(&events, &policy, &p).unwrap();
     let all_b = cidrcast_sim::decisions(&perturbed, &policy, &p).unwrap();
     assert_ne!(all_a.len(), all_b.len());
+}
+
+/// The predictive policy with its forecast switched off (no samples, no periods): its need is the
+/// used count plus `headroom` plus `per_miss` per miss (no decay), so every claim can be computed
+/// by hand.
+fn plain_predictive(extra: &[(&str, &str)]) -> Policy {
+    let mut params: Vec<(String, String)> = [
+        ("days", "0"),
+        ("recent", "0"),
+        ("repeats", "0"),
+        ("miss_half_life", "0"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    params.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    Policy::parse("predictive", &params).unwrap()
+}
+
+#[test]
+fn adaptive_sizes_take_aligned_buddies_and_trade_idle_against_routes() {
+    use cidrcast_sim::decisions;
+    use EventKind::*;
+    let mut events = vec![ev(1000.0, "a", Create, "v0")];
+    events.extend((1..=16).map(|i| ev(1100.0, "a", Create, &format!("v{i}"))));
+    let p = Params {
+        lead_time: 60.0,
+        shard_size: 32,
+        min_shard_size: 16,
+        max_shard_size: 64,
+        window: Some((1000.0, 1300.0)),
+    };
+    // Ticks every 60 s from 900; a shard is at least need ÷ 2 addresses.
+    let policy = plain_predictive(&[("per_miss", "32"), ("route_budget", "2")]);
+    // 1000: v0 misses (need 1): a 16 at unit 0 (addresses 0..16), ready at 1060.
+    // 1020: need 1 + 32 (the miss) = 33 ≥ 2 × 16.5: size 32; the deficit 17 rounds up to 32, one
+    //       32 at the lowest free aligned block: units 2..4 (addresses 32..64), not unit 1.
+    // 1100: 16 creates fill the 16 and put one VM in the 32 (hits).
+    // 1140: need 17 + 32 = 49 > 48 held: a deficit of 1 is topped up with a 16, which fills the
+    //       hole at unit 1 (addresses 16..32). Nothing empty can go (48 left < 49).
+    let d = decisions(&events, &policy, &p).unwrap();
+    let got: Vec<(f64, usize, u32, bool)> = d
+        .iter()
+        .map(|x| (x.time, x.shard, x.size, x.claim))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (1000.0, 0, 16, true),
+            (1020.0, 2, 32, true),
+            (1140.0, 1, 16, true)
+        ]
+    );
+    let r = replay(&events, &policy, &p, false).unwrap();
+    assert_eq!(
+        (r.creations, r.misses, r.shard_claims, r.shard_releases),
+        (17, 1, 3, 0)
+    );
+    // Routes: 0/28 alone over [1000, 1020); 0/28 and 32/27 (not buddies) over [1020, 1140); then
+    // 0/28 + 16/28 + 32/27 aggregate into one /26 until 1300.
+    assert_eq!(r.routes_max, 2);
+    let close = |a: f64, b: f64| (a - b).abs() < 1e-9;
+    assert!(
+        close(r.routes_mean, (20.0 + 2.0 * 120.0 + 160.0) / 300.0),
+        "{}",
+        r.routes_mean
+    );
+    // Held 16, 48, 64 addresses in 1, 2, 3 shards over 20, 120, 160 s; used 1 until 1100, then 17.
+    let idle = 15.0 * 20.0 + 47.0 * 80.0 + 31.0 * 40.0 + 47.0 * 160.0;
+    assert!(
+        close(r.mean_idle_addresses, idle / 300.0),
+        "{}",
+        r.mean_idle_addresses
+    );
+    let held = 16.0 * 20.0 + 48.0 * 120.0 + 64.0 * 160.0;
+    assert!(
+        close(r.mean_shard_size, held / (20.0 + 2.0 * 120.0 + 3.0 * 160.0)),
+        "{}",
+        r.mean_shard_size
+    );
+
+    // A need of 70 with sizes 16 to 64 and one route: one 64, topped up with a 16 (not a 64),
+    // aligned after it (units 4..5, addresses 64..80): two routes.
+    let big = plain_predictive(&[("headroom", "70"), ("route_budget", "1")]);
+    let p = Params { window: None, ..p };
+    let d = decisions(&events, &big, &p).unwrap();
+    let first: Vec<(f64, usize, u32)> = d
+        .iter()
+        .take(2)
+        .map(|x| (x.time, x.shard, x.size))
+        .collect();
+    assert_eq!(first, vec![(900.0, 0, 64), (900.0, 4, 16)]);
+    assert!(d.iter().all(|x| x.claim));
+
+    // The same trace with fixed sizes keeps the old numbering (shard i = the i-th shard).
+    let fixed = Params::fixed(60.0, 16, Some((1000.0, 1300.0)));
+    let d = decisions(&events, &policy, &fixed).unwrap();
+    assert!(d.iter().all(|x| x.size == 16));
+    let shards: Vec<usize> = d.iter().map(|x| x.shard).collect();
+    assert_eq!(shards, vec![0, 1, 2, 3]);
+    let r = replay(&events, &policy, &fixed, false).unwrap();
+    assert_eq!(r.mean_shard_size, 16.0);
+}
+
+#[test]
+fn bad_shard_sizes_and_route_budgets_are_named() {
+    let events = vec![ev(1.0, "a", EventKind::Create, "x")];
+    let p = Params {
+        lead_time: 60.0,
+        shard_size: 64,
+        min_shard_size: 128,
+        max_shard_size: 256,
+        window: None,
+    };
+    let e = replay(&events, &Policy::Oracle, &p, false).unwrap_err();
+    assert!(
+        e.to_string().contains("invalid shard sizes 128..256"),
+        "{e}"
+    );
+    let p = Params {
+        min_shard_size: 16,
+        max_shard_size: 96,
+        ..p
+    };
+    let e = replay(&events, &Policy::Oracle, &p, false).unwrap_err();
+    assert!(e.to_string().contains("powers of two"), "{e}");
+    let e = Policy::parse("predictive", &[("route_budget".into(), "0".into())]).unwrap_err();
+    assert!(e.to_string().contains("route_budget=0"), "{e}");
+    let e = Policy::parse("predictive", &[("budget".into(), "2".into())]).unwrap_err();
+    assert!(
+        e.to_string().contains("claim_from_lead, route_budget"),
+        "{e}"
+    );
 }

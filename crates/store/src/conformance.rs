@@ -24,6 +24,8 @@ use cidrcast_core::model::{
 };
 use ipnet::{IpNet, Ipv4Net};
 
+use cidrcast_core::{Ipam, Settings};
+
 use crate::{Store, StoreCounts, StoreError};
 
 /// Runs every case, each on a fresh store from `make`.
@@ -39,6 +41,7 @@ pub fn run_all<S: Store>(mut make: impl FnMut() -> S, mut reopen: impl FnMut(S) 
     external_events(&make());
     reopen_preserves_everything(make(), &mut reopen);
     external_events_survive_reopen(make(), &mut reopen);
+    shards_of_several_sizes_survive_reopen(make(), &mut reopen);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -50,6 +53,8 @@ pub fn pool(name: &str, prefix: &str) -> PoolSpec {
         name: name.to_string(),
         prefix: net(prefix),
         shard_prefix_len: 26,
+        min_shard_prefix_len: None,
+        max_shard_prefix_len: None,
         vrf: "default".to_string(),
         reserved: Vec::new(),
         reserve_first: 2,
@@ -875,4 +880,61 @@ pub fn reopen_preserves_everything<S: Store>(store: S, reopen: &mut impl FnMut(S
     );
     assert_eq!(store.transitions(0, 10).expect("transitions").len(), 2);
     assert_eq!(store.transitions(1, 10).expect("transitions")[0].0, 2);
+}
+
+/// A pool handing out shards of several sizes: the allocator's journal of claims of a default
+/// /26, a /28 and a /24 (with leases in the /28) is stored, and after a reopen the loaded records
+/// rebuild the same allocator state, shard sizes included.
+pub fn shards_of_several_sizes_survive_reopen<S: Store>(store: S, reopen: &mut impl FnMut(S) -> S) {
+    let sized = PoolSpec {
+        min_shard_prefix_len: Some(24),
+        max_shard_prefix_len: Some(28),
+        ..pool("v4", "10.0.0.0/16")
+    };
+    let mut ipam = Ipam::new(Settings::default());
+    ipam.add_pool(sized.clone())
+        .expect("a pool of /24 to /28 shards");
+    ipam.add_subdivision(subdivision("s1"))
+        .expect("subdivision");
+    let mut claimed = Vec::new();
+    for len in [None, Some(28), Some(24)] {
+        let r = ipam
+            .claim_shard_sized("s1", None, len, Reason::Forecast, 1.0)
+            .expect("claim");
+        claimed.push(r.prefix);
+    }
+    assert_eq!(
+        claimed,
+        [net("10.0.0.0/26"), net("10.0.0.64/28"), net("10.0.1.0/24")],
+        "placement of the claims"
+    );
+    ipam.activate_shard(&claimed[1], Reason::Forecast, 2.0)
+        .expect("activate");
+    for i in 0..3 {
+        let a = ipam
+            .allocate("s1", &vm_id(i), None, None, 3.0)
+            .expect("allocate");
+        assert_eq!(a.shard, claimed[1], "leases go to the active /28");
+    }
+    ipam.release(&vm_id(0), 4.0).expect("release");
+    commit(&store, &ipam.take_journal());
+    let expected = ipam.snapshot();
+    assert_eq!(load(&store), expected, "load before reopen");
+
+    let store = reopen(store);
+    let loaded = load(&store);
+    assert_eq!(loaded, expected, "load after reopen");
+    assert_eq!(
+        loaded.pools,
+        vec![sized],
+        "the pool keeps its shard size range"
+    );
+    let lens: Vec<u8> = loaded
+        .shards
+        .iter()
+        .map(|s| s.prefix.prefix_len())
+        .collect();
+    assert_eq!(lens, [26, 28, 24], "shard sizes after reopen");
+    let rebuilt = Ipam::from_snapshot(Settings::default(), &loaded).expect("rebuild");
+    assert_eq!(rebuilt.snapshot(), expected, "the rebuilt allocator state");
 }

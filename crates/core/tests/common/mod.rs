@@ -9,6 +9,15 @@ pub fn pool(name: &str, prefix: &str, shard: u8) -> PoolSpec {
     PoolSpec::new(name, prefix.parse().unwrap(), shard)
 }
 
+/// A pool of shards from /`min` to /`max` (default /`shard`).
+pub fn pool_sized(name: &str, prefix: &str, shard: u8, min: u8, max: u8) -> PoolSpec {
+    PoolSpec {
+        min_shard_prefix_len: Some(min),
+        max_shard_prefix_len: Some(max),
+        ..pool(name, prefix, shard)
+    }
+}
+
 pub fn sub(name: &str) -> SubdivisionSpec {
     SubdivisionSpec::new(name)
 }
