@@ -11,8 +11,9 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use cidrcast_core::model::{EventKind, Reason, ShardState, SubdivisionSpec, VmEvent};
 use cidrcast_engine::Engine;
-use cidrcast_forecast::increase::{Horizon, IncreaseConfig, IncreaseForecaster};
+use cidrcast_forecast::increase::{IncreaseConfig, IncreaseForecaster};
 use cidrcast_planner::{Demand, PlannerConfig};
+use cidrcast_sim::Policy;
 use cidrcast_store::{RedbStore, Store};
 use cidrcast_trace::{ReadOptions, TraceReader};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -178,12 +179,7 @@ pub fn demo(ctx: &Ctx, data_explicit: bool, args: DemoArgs) -> Result<()> {
     let predictive = run(
         &engine,
         &mut replay,
-        &Mode::Predictive {
-            lead: args.lead_time,
-            tick: 60.0,
-            quantile: 0.9,
-            keep_horizon: 1800.0,
-        },
+        &Mode::predictive(args.lead_time)?,
         args.batch,
         &bar(args.progress, events, "predictive"),
         Some(&mut tally),
@@ -359,16 +355,34 @@ enum Mode {
     /// Calico-like: a shard is claimed when an allocation finds no free address, and empty
     /// shards beyond the first are drained after each batch.
     OnDemand,
-    /// cidrcast: every `tick` seconds the short-horizon forecaster of each subdivision gives the
-    /// upper `quantile` of the rise over the lead time and over `keep_horizon`; the planner turns
+    /// cidrcast: every tick (`forecaster.step`) the short-horizon forecaster of each subdivision
+    /// gives the upper `quantile` of the rise over its two windows (claims, releases); the planner turns
     /// them into reserve/activate/drain/release actions (shards become active `lead` seconds
     /// after they are reserved: routers converge), applied in one durable commit.
     Predictive {
         lead: f64,
-        tick: f64,
         quantile: f64,
-        keep_horizon: f64,
+        forecaster: IncreaseConfig,
     },
+}
+
+impl Mode {
+    /// The simulator's predictive policy with its defaults (60 s tick, 0.9 quantile) and a 30 min
+    /// release horizon, at lead time `lead`.
+    fn predictive(lead: f64) -> Result<Mode> {
+        let policy = Policy::parse("predictive", &[("keep_horizon".into(), "1800".into())])?;
+        let Policy::Predictive { quantile, .. } = policy else {
+            unreachable!("parsed as predictive");
+        };
+        let forecaster = policy
+            .increase_config(lead)
+            .context("the predictive policy has a forecaster")?;
+        Ok(Mode::Predictive {
+            lead,
+            quantile,
+            forecaster,
+        })
+    }
 }
 
 /// What one run measured, after the initial state (the VMs running when the trace starts).
@@ -435,7 +449,7 @@ fn run(
     mut tally: Option<&mut dyn FnMut(&VmEvent)>,
 ) -> Result<RunFigures> {
     let (tick, drain) = match mode {
-        Mode::Predictive { tick, .. } => (*tick, false),
+        Mode::Predictive { forecaster, .. } => (forecaster.step, false),
         Mode::OnDemand => (60.0, true),
     };
     let mut forecasters: BTreeMap<String, IncreaseForecaster> = BTreeMap::new();
@@ -509,38 +523,11 @@ fn run(
         if let Some(t) = tally.as_mut() {
             t(&ev);
         }
-        if let Mode::Predictive {
-            lead,
-            tick,
-            keep_horizon,
-            ..
-        } = mode
-        {
+        if let Mode::Predictive { forecaster, .. } = mode {
             let delta = if ev.kind == EventKind::Create { 1 } else { -1 };
             forecasters
                 .entry(ev.subdivision.clone())
-                .or_insert_with(|| {
-                    IncreaseForecaster::new(
-                        IncreaseConfig {
-                            step: *tick,
-                            horizons: vec![
-                                Horizon {
-                                    start: 0.0,
-                                    end: lead + tick,
-                                },
-                                Horizon {
-                                    start: 0.0,
-                                    end: keep_horizon.max(lead + tick),
-                                },
-                            ],
-                            days: 7,
-                            recent: 30,
-                            periods: IncreaseConfig::default_periods(),
-                            repeats: 3,
-                        },
-                        o,
-                    )
-                })
+                .or_insert_with(|| IncreaseForecaster::new(forecaster.clone(), o))
                 .observe(ev.time, delta);
         }
         batch.push(ev);

@@ -77,6 +77,18 @@ impl Entry {
         with_headroom(self.upper_long, headroom)
     }
 
+    /// An action on one of this entry's shards.
+    fn action(&self, kind: ActionKind, prefix: IpNet, leases: u64, reason: String) -> Action {
+        Action {
+            kind,
+            subdivision: self.sub.clone(),
+            pool: self.pool.clone(),
+            prefix,
+            leases,
+            reason,
+        }
+    }
+
     fn core_err(
         &self,
         action: &str,
@@ -419,20 +431,18 @@ fn take_back_and_give_back(
         let v = &e.shards[i];
         sim.activate_shard(&v.prefix, Reason::Forecast, now)
             .map_err(e.core_err("activate", Some(v.prefix)))?;
-        actions.push(Action {
-            kind: ActionKind::Activate,
-            subdivision: e.sub.clone(),
-            pool: e.pool.clone(),
-            prefix: v.prefix,
-            leases: v.leases,
-            reason: format!(
+        actions.push(e.action(
+            ActionKind::Activate,
+            v.prefix,
+            v.leases,
+            format!(
                 "demand came back: upper peak over the lead time {} > {cap} usable in {} live \
                  shard(s); taken back from draining ({} lease(s)) instead of claiming a new shard",
                 e.need_text(h),
                 e.live_count(),
                 v.leases
             ),
-        });
+        ));
         cap += v.usable;
         e.shards[i].state = ShardState::Active;
     }
@@ -443,14 +453,12 @@ fn take_back_and_give_back(
         }
         match sim.release_shard(&v.prefix, Reason::Reclaim, now) {
             Ok(()) => {
-                actions.push(Action {
-                    kind: ActionKind::Release,
-                    subdivision: e.sub.clone(),
-                    pool: e.pool.clone(),
-                    prefix: v.prefix,
-                    leases: 0,
-                    reason: "draining and empty".to_string(),
-                });
+                actions.push(e.action(
+                    ActionKind::Release,
+                    v.prefix,
+                    0,
+                    "draining and empty".to_string(),
+                ));
                 e.shards[i].freed = true;
             }
             // Addresses still cooling: the allocator frees it when they expire.
@@ -509,14 +517,7 @@ fn give_back(
             e.need_text(h)
         );
         let mut push = |kind: ActionKind, leases: u64, what: String| {
-            actions.push(Action {
-                kind,
-                subdivision: e.sub.clone(),
-                pool: e.pool.clone(),
-                prefix: v.prefix,
-                leases,
-                reason: format!("{why}; {what}"),
-            })
+            actions.push(e.action(kind, v.prefix, leases, format!("{why}; {what}")))
         };
         if v.state == ShardState::Reserved {
             sim.release_shard(&v.prefix, Reason::Reclaim, now)
@@ -590,14 +591,7 @@ fn claim(
         match sim.claim_shard_sized(&e.sub, Some(&e.pool), e.prefix_len, Reason::Forecast, now) {
             Ok(rec) => {
                 let usable = e.usable;
-                actions.push(Action {
-                    kind: ActionKind::Reserve,
-                    subdivision: e.sub.clone(),
-                    pool: e.pool.clone(),
-                    prefix: rec.prefix,
-                    leases: 0,
-                    reason,
-                });
+                actions.push(e.action(ActionKind::Reserve, rec.prefix, 0, reason));
                 e.shards.push(View {
                     prefix: rec.prefix,
                     state: ShardState::Reserved,
@@ -662,18 +656,16 @@ fn activate(
         let v = &e.shards[i];
         sim.activate_shard(&v.prefix, Reason::Forecast, now)
             .map_err(e.core_err("activate", Some(v.prefix)))?;
-        actions.push(Action {
-            kind: ActionKind::Activate,
-            subdivision: e.sub.clone(),
-            pool: e.pool.clone(),
-            prefix: v.prefix,
-            leases: 0,
-            reason: format!(
+        actions.push(e.action(
+            ActionKind::Activate,
+            v.prefix,
+            0,
+            format!(
                 "ready {ready} < target {target} (upper peak over the lead time {} − {leases} \
                  leased)",
                 e.need_text(cfg.ready_headroom)
             ),
-        });
+        ));
         ready += v.usable;
         e.shards[i].state = ShardState::Active;
     }

@@ -2,6 +2,8 @@
 
 use std::str::FromStr;
 
+use cidrcast_forecast::increase::{Horizon, IncreaseConfig};
+
 use crate::SimError;
 
 /// A policy with its parameters.
@@ -261,6 +263,41 @@ impl Policy {
             Policy::Predictive { tick, .. } => Some(*tick),
             _ => None,
         }
+    }
+
+    /// The short-horizon forecaster the predictive policy runs at a lead time of `lead` seconds:
+    /// window 0 for claims (`[0 or lead, lead + tick)`), window 1 for releases
+    /// (`[0, max(keep_horizon, lead + tick))`). `None` for the other policies.
+    pub fn increase_config(&self, lead: f64) -> Option<IncreaseConfig> {
+        let Policy::Predictive {
+            tick,
+            days,
+            recent,
+            repeats,
+            keep_horizon,
+            claim_from_lead,
+            ..
+        } = *self
+        else {
+            return None;
+        };
+        Some(IncreaseConfig {
+            step: tick,
+            horizons: vec![
+                Horizon {
+                    start: if claim_from_lead { lead } else { 0.0 },
+                    end: lead + tick,
+                },
+                Horizon {
+                    start: 0.0,
+                    end: keep_horizon.max(lead + tick),
+                },
+            ],
+            days: days as usize,
+            recent: recent as usize,
+            periods: IncreaseConfig::default_periods(),
+            repeats: repeats as usize,
+        })
     }
 
     /// Seconds a shard must have been empty before a pool policy may release it.

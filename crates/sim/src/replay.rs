@@ -7,7 +7,7 @@ use cidrcast_core::model::{EventKind, Time, VmEvent};
 use cidrcast_core::prefix::{min_cover, Block, Family};
 use serde::Serialize;
 
-use cidrcast_forecast::increase::{Horizon, IncreaseConfig, IncreaseForecaster};
+use cidrcast_forecast::increase::IncreaseForecaster;
 
 use crate::policy::Policy;
 use crate::SimError;
@@ -585,17 +585,7 @@ impl<'a> Sub<'a> {
         }
         // `hysteresis` shards of the chosen size are kept above that.
         let floor = keep + (hysteresis as u64 * u64::from(self.size(self.size_order(need)))) as f64;
-        if self.held as f64 - f64::from(self.p.min_shard_size) >= floor {
-            for i in (0..self.shards.len()).rev() {
-                let s = &self.shards[i];
-                if s.used == 0
-                    && s.state == State::Ready
-                    && (self.held - u64::from(self.size(s.order))) as f64 >= floor
-                {
-                    self.release(i, t);
-                }
-            }
-        }
+        self.release_above(t, floor, false);
     }
 
     /// Oracle: at integer second `t`, holds `target` addresses (whole shards of `shard_size`).
@@ -603,12 +593,25 @@ impl<'a> Sub<'a> {
         while self.held < target {
             self.claim(t, self.base_order);
         }
-        if self.held > target {
-            for i in (0..self.shards.len()).rev() {
-                let s = &self.shards[i];
-                if s.used == 0 && s.held() && self.held - u64::from(self.size(s.order)) >= target {
-                    self.release(i, t);
-                }
+        self.release_above(t, target as f64, true);
+    }
+
+    /// Releases empty shards, highest first, while the shards that stay hold at least `floor`
+    /// addresses; ready ones only, or pending ones too (`pending_too`, as the oracle does).
+    fn release_above(&mut self, t: Time, floor: f64, pending_too: bool) {
+        if (self.held as f64) - f64::from(self.p.min_shard_size) < floor {
+            return;
+        }
+        for i in (0..self.shards.len()).rev() {
+            let s = &self.shards[i];
+            let may_go = if pending_too {
+                s.held()
+            } else {
+                s.state == State::Ready
+            };
+            if s.used == 0 && may_go && (self.held - u64::from(self.size(s.order))) as f64 >= floor
+            {
+                self.release(i, t);
             }
         }
     }
@@ -640,36 +643,13 @@ fn replay_sub(events: &[&VmEvent], policy: &Policy, p: &Params, start: Time) -> 
     };
     let end = events.last().map_or(start, |e| e.time);
     match policy {
-        Policy::Predictive {
-            days,
-            recent,
-            repeats,
-            keep_horizon,
-            claim_from_lead,
-            ..
-        } => {
+        Policy::Predictive { .. } => {
             let tick = policy.tick().expect("the predictive policy ticks");
             let first = (start / tick).ceil();
-            let mut fc = IncreaseForecaster::new(
-                IncreaseConfig {
-                    step: tick,
-                    horizons: vec![
-                        Horizon {
-                            start: if *claim_from_lead { p.lead_time } else { 0.0 },
-                            end: p.lead_time + tick,
-                        },
-                        Horizon {
-                            start: 0.0,
-                            end: keep_horizon.max(p.lead_time + tick),
-                        },
-                    ],
-                    days: *days as usize,
-                    recent: *recent as usize,
-                    periods: IncreaseConfig::default_periods(),
-                    repeats: *repeats as usize,
-                },
-                first * tick,
-            );
+            let cfg = policy
+                .increase_config(p.lead_time)
+                .expect("the predictive policy forecasts");
+            let mut fc = IncreaseForecaster::new(cfg, first * tick);
             let end_ticks = p.window.map_or(end, |(_, b)| b.max(end));
             let mut ev = 0usize;
             let mut ix = 0usize;
