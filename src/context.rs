@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use cidrcast_config::Config;
 use cidrcast_engine::Engine;
-use cidrcast_store::{RedbOptions, RedbStore};
+use cidrcast_store::{RedbOptions, RedbStore, Store};
 
 use crate::output::Format;
 
@@ -46,9 +46,10 @@ impl Ctx {
 
     /// Opens the store in the data directory and brings the configuration into it: an explicit
     /// config file's pools and subdivisions are created when missing (and must match when
-    /// present), and its scheduled events are created or replaced by name (the file is the source
-    /// of truth for the events it names; other stored events are kept); the built-in default
-    /// pools only seed an empty store.
+    /// present), and its profiles, routers and scheduled events are created or replaced by name
+    /// (the file is the source of truth for the ones it names; other stored ones are kept); the
+    /// built-in default pools only seed a store without pools, the built-in default profiles a
+    /// store without profiles.
     pub fn engine(&self) -> Result<Engine<RedbStore>> {
         open_engine(&self.data_dir, &self.config, self.config_path.is_some())
     }
@@ -76,6 +77,15 @@ pub fn open_engine(dir: &Path, config: &Config, explicit: bool) -> Result<Engine
         .with_context(|| format!("cannot open the store in {}", dir.display()))?;
     let engine = Engine::open(store, config.settings.to_core())
         .with_context(|| format!("cannot load the store in {}", dir.display()))?;
+    bring_in(&engine, config, explicit)?;
+    Ok(engine)
+}
+
+/// Brings `config` into the store under `engine`: an explicit config file's pools, subdivisions,
+/// profiles, routers and events are created when missing (pools and subdivisions must match when
+/// present; profiles, routers and events are replaced by name); the built-in defaults only seed
+/// an empty store.
+pub fn bring_in<S: Store>(engine: &Engine<S>, config: &Config, explicit: bool) -> Result<()> {
     let subs: Vec<_> = config
         .subdivisions_parents_first()
         .into_iter()
@@ -84,9 +94,13 @@ pub fn open_engine(dir: &Path, config: &Config, explicit: bool) -> Result<Engine
     if explicit || engine.read(|ipam| ipam.pool_specs().is_empty())? {
         engine.ensure_config(&config.pools, &subs)?;
     }
+    if explicit || engine.profiles()?.is_empty() {
+        engine.ensure_profiles(&config.profiles)?;
+    }
     if explicit {
-        // After the subdivisions: an event's scope must exist.
+        // After the subdivisions: an event's scope and a router's subdivisions must exist.
+        engine.ensure_routers(&config.routers)?;
         engine.ensure_events(&config.events)?;
     }
-    Ok(engine)
+    Ok(())
 }

@@ -9,7 +9,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use commands::{admin, debug, demo, events, forecast, lease, shards, simulate, status, trace};
+use commands::{
+    admin, debug, demo, events, forecast, lease, serve, shards, simulate, status, trace,
+};
 use context::Ctx;
 use output::Format;
 
@@ -202,9 +204,57 @@ enum Command {
         #[arg(long)]
         quiet: bool,
     },
+    /// Run the daemon: the HTTP API, the reconciler and the metrics, on the embedded store.
+    Serve {
+        /// Address to listen on (default: the config's [server] listen, else 127.0.0.1:8470;
+        /// port 0 picks a free one, printed at startup).
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+        /// Serve without authentication on a non-loopback address (no [[token]] configured).
+        #[arg(long)]
+        insecure_no_auth: bool,
+    },
+    /// Bearer tokens of the API.
+    #[command(subcommand)]
+    Token(TokenCmd),
     /// Tools for tests.
     #[command(subcommand, hide = true)]
     Debug(DebugCmd),
+}
+
+#[derive(Subcommand)]
+enum TokenCmd {
+    /// Make a random secret and print the [[token]] table (with its SHA-256) to add to the
+    /// configuration.
+    New {
+        /// The token's name (in logs).
+        #[arg(long)]
+        name: String,
+        /// admin, operator, allocator or reader.
+        #[arg(long, value_parser = parse_role)]
+        role: cidrcast_config::Role,
+        /// Limit the token to this tenant (pool VRF); repeat for several.
+        #[arg(long = "tenant")]
+        tenants: Vec<String>,
+        /// Limit the token to this subdivision and those below it; repeat for several.
+        #[arg(long = "subdivision")]
+        subdivisions: Vec<String>,
+    },
+    /// Print the SHA-256 of a secret read from standard input.
+    Hash,
+}
+
+fn parse_role(s: &str) -> Result<cidrcast_config::Role, String> {
+    use cidrcast_config::Role;
+    match s {
+        "admin" => Ok(Role::Admin),
+        "operator" => Ok(Role::Operator),
+        "allocator" => Ok(Role::Allocator),
+        "reader" => Ok(Role::Reader),
+        _ => Err(format!(
+            "{s:?} is not a role: use admin, operator, allocator or reader"
+        )),
+    }
 }
 
 #[derive(Subcommand)]
@@ -461,6 +511,23 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Shard(ShardCmd::Drain { prefix }) => shards::drain(&ctx()?, &prefix),
         Command::Shard(ShardCmd::Release { prefix }) => shards::release(&ctx()?, &prefix),
         Command::Routes { subdivision } => shards::routes(&ctx()?, subdivision.as_deref()),
+        Command::Serve {
+            listen,
+            insecure_no_auth,
+        } => serve::serve(
+            &ctx()?,
+            serve::ServeArgs {
+                listen,
+                insecure_no_auth,
+            },
+        ),
+        Command::Token(TokenCmd::New {
+            name,
+            role,
+            tenants,
+            subdivisions,
+        }) => serve::token_new(&name, role, &tenants, &subdivisions),
+        Command::Token(TokenCmd::Hash) => serve::token_hash(),
         Command::Status => status::status(&ctx()?),
         Command::History { after, limit } => status::history(&ctx()?, after, limit),
         Command::Trace(TraceCmd::Import {

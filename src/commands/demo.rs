@@ -3,17 +3,15 @@
 //! scratch store), then forecasting, planning and prefetching (on the demo's store), and prints
 //! hit rate, idle addresses and routes of both.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::io::Read;
 use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
 use cidrcast_core::model::{EventKind, Reason, ShardState, SubdivisionSpec, VmEvent};
+use cidrcast_engine::reconcile::{grid_after, Reconciler, ReconcilerConfig};
 use cidrcast_engine::Engine;
-use cidrcast_forecast::increase::{IncreaseConfig, IncreaseForecaster};
-use cidrcast_planner::{Demand, PlannerConfig};
-use cidrcast_sim::Policy;
 use cidrcast_store::{RedbStore, Store};
 use cidrcast_trace::{ReadOptions, TraceReader};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -179,7 +177,7 @@ pub fn demo(ctx: &Ctx, data_explicit: bool, args: DemoArgs) -> Result<()> {
     let predictive = run(
         &engine,
         &mut replay,
-        &Mode::predictive(args.lead_time)?,
+        &Mode::Predictive(ReconcilerConfig::predictive(args.lead_time)),
         args.batch,
         &bar(args.progress, events, "predictive"),
         Some(&mut tally),
@@ -355,34 +353,13 @@ enum Mode {
     /// Calico-like: a shard is claimed when an allocation finds no free address, and empty
     /// shards beyond the first are drained after each batch.
     OnDemand,
-    /// cidrcast: every tick (`forecaster.step`) the short-horizon forecaster of each subdivision
-    /// gives the upper `quantile` of the rise over its two windows (claims, releases); the planner turns
-    /// them into reserve/activate/drain/release actions (shards become active `lead` seconds
-    /// after they are reserved: routers converge), applied in one durable commit.
-    Predictive {
-        lead: f64,
-        quantile: f64,
-        forecaster: IncreaseConfig,
-    },
-}
-
-impl Mode {
-    /// The simulator's predictive policy with its defaults (60 s tick, 0.9 quantile) and a 30 min
-    /// release horizon, at lead time `lead`.
-    fn predictive(lead: f64) -> Result<Mode> {
-        let policy = Policy::parse("predictive", &[("keep_horizon".into(), "1800".into())])?;
-        let Policy::Predictive { quantile, .. } = policy else {
-            unreachable!("parsed as predictive");
-        };
-        let forecaster = policy
-            .increase_config(lead)
-            .context("the predictive policy has a forecaster")?;
-        Ok(Mode::Predictive {
-            lead,
-            quantile,
-            forecaster,
-        })
-    }
+    /// cidrcast: the reconciler ([`cidrcast_engine::reconcile`]) with the simulator's
+    /// predictive policy ([`ReconcilerConfig::predictive`]): every tick the short-horizon
+    /// forecaster of each subdivision gives the upper quantile of the rise over its two windows
+    /// (claims, releases); the planner turns them into reserve/activate/drain/release actions
+    /// (shards become active `lead` seconds after they are reserved: routers converge), applied
+    /// in one durable commit.
+    Predictive(ReconcilerConfig),
 }
 
 /// What one run measured, after the initial state (the VMs running when the trace starts).
@@ -449,10 +426,11 @@ fn run(
     mut tally: Option<&mut dyn FnMut(&VmEvent)>,
 ) -> Result<RunFigures> {
     let (tick, drain) = match mode {
-        Mode::Predictive { forecaster, .. } => (forecaster.step, false),
+        Mode::Predictive(cfg) => (cfg.tick_s, false),
         Mode::OnDemand => (60.0, true),
     };
-    let mut forecasters: BTreeMap<String, IncreaseForecaster> = BTreeMap::new();
+    // The trace's events go to the reconciler directly (not read back from the store's history).
+    let mut reconciler: Option<Reconciler> = None;
     let mut origin: Option<f64> = None;
     let mut next_tick = f64::INFINITY;
     let mut batch: Vec<VmEvent> = Vec::with_capacity(batch_size);
@@ -471,11 +449,14 @@ fn run(
     let mut initial: Option<(f64, Option<cidrcast_core::Counters>)> = None;
     for ev in replay.by_ref() {
         let ev = ev?;
-        let o = *origin.get_or_insert_with(|| {
-            let o = (ev.time / tick).floor() * tick + tick;
+        if origin.is_none() {
+            let o = grid_after(ev.time, tick);
+            origin = Some(o);
             next_tick = o;
-            o
-        });
+            if let Mode::Predictive(cfg) = mode {
+                reconciler = Some(Reconciler::with_origin(cfg.clone(), o)?);
+            }
+        }
         let (t0, base) = initial.get_or_insert((ev.time, None));
         if base.is_none() && ev.time > *t0 {
             flush(&mut batch)?;
@@ -484,35 +465,8 @@ fn run(
         // Each tick sees only the events before it.
         while ev.time >= next_tick {
             flush(&mut batch)?;
-            if let Mode::Predictive { quantile, lead, .. } = mode {
-                let ix = ((next_tick - o) / tick).round() as usize;
-                let demands: Vec<Demand> = forecasters
-                    .iter_mut()
-                    .map(|(sub, fc)| {
-                        let alive = fc.alive().max(0) as f64;
-                        let rise = fc.forecast(0, ix).upper(*quantile).max(0.0);
-                        let long = fc.forecast(1, ix).upper(*quantile).max(rise);
-                        Demand::new(sub, alive + rise, alive + long, alive + rise)
-                    })
-                    .collect();
-                let cfg = PlannerConfig {
-                    activate_after_s: *lead,
-                    // The longer horizon is the hysteresis; a margin in proportion to capacity
-                    // would keep thousands of idle addresses in a subdivision of 20,000 VMs.
-                    release_margin: 0.0,
-                    // Only empty shards go back, as in the simulator: draining a shard with
-                    // leases strands its free addresses until its last VM leaves.
-                    drain_leased: false,
-                    ..PlannerConfig::default()
-                };
-                let plan = engine.execute_at(next_tick, |ipam, now| {
-                    Ok(
-                        cidrcast_planner::plan(ipam, &demands, &cfg, now).and_then(|plan| {
-                            cidrcast_planner::apply(ipam, &plan, now)?;
-                            Ok(plan)
-                        }),
-                    )
-                })??;
+            if let Some(r) = reconciler.as_mut() {
+                let plan = r.tick_with(engine, next_tick, false)?;
                 plans += 1;
                 actions += plan.actions.len() as u64;
                 short = short.max(plan.shortfalls.iter().map(|s| s.short_addresses).sum());
@@ -523,12 +477,8 @@ fn run(
         if let Some(t) = tally.as_mut() {
             t(&ev);
         }
-        if let Mode::Predictive { forecaster, .. } = mode {
-            let delta = if ev.kind == EventKind::Create { 1 } else { -1 };
-            forecasters
-                .entry(ev.subdivision.clone())
-                .or_insert_with(|| IncreaseForecaster::new(forecaster.clone(), o))
-                .observe(ev.time, delta);
+        if let Some(r) = reconciler.as_mut() {
+            r.observe(&ev);
         }
         batch.push(ev);
         if batch.len() >= batch_size {
@@ -552,7 +502,7 @@ fn run(
     Ok(RunFigures {
         policy: match mode {
             Mode::OnDemand => "on-demand",
-            Mode::Predictive { .. } => "predictive",
+            Mode::Predictive(_) => "predictive",
         },
         allocations: c.allocations,
         ready_hits: c.ready_hits,
@@ -678,4 +628,41 @@ fn render(s: &Summary) -> String {
     out.push_str(&t.render());
     out.push_str("\n  data: Google cluster trace 2011 (clusterdata-2011-2), CC-BY 4.0; see data/google2011/README.md\n");
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use cidrcast_planner::PlannerConfig;
+    use cidrcast_sim::Policy;
+
+    use super::*;
+
+    /// The reconciler's preset is what the demo ran before it moved into the engine: the
+    /// simulator's predictive policy with a 30 min release horizon, and the demo's planner.
+    #[test]
+    fn the_reconciler_runs_the_simulators_predictive_policy() {
+        let policy =
+            Policy::parse("predictive", &[("keep_horizon".into(), "1800".into())]).unwrap();
+        let Policy::Predictive { quantile, tick, .. } = policy else {
+            unreachable!("parsed as predictive");
+        };
+        for lead in [0.0, 60.0, 120.0, 300.0] {
+            let cfg = ReconcilerConfig::predictive(lead);
+            assert_eq!(Some(&cfg.forecaster), policy.increase_config(lead).as_ref());
+            assert_eq!(
+                (cfg.quantile, cfg.tick_s, cfg.lead_s),
+                (quantile, tick, lead)
+            );
+            assert_eq!(cfg.target_miss, None, "a fixed quantile");
+            assert_eq!(
+                cfg.planner,
+                PlannerConfig {
+                    activate_after_s: lead,
+                    release_margin: 0.0,
+                    drain_leased: false,
+                    ..PlannerConfig::default()
+                }
+            );
+        }
+    }
 }

@@ -1,30 +1,32 @@
 //! The strict TOML configuration of cidrcast.
 //!
 //! A file has a `[settings]` table and arrays of tables `[[pool]]`, `[[subdivision]]`,
-//! `[[profile]]`, `[[router]]` and `[[event]]` (see [`EXAMPLE_TOML`]). Pools, subdivisions and
-//! scheduled external events are the core crate's [`PoolSpec`], [`SubdivisionSpec`] and
-//! [`ExternalEventSpec`], the same types the API takes. Every table rejects
-//! unknown keys, and [`Config::from_toml_str`] / [`Config::load`] validate the whole file
-//! ([`Config::validate`]); every error ([`ConfigError`]) names the file, the entry, the field and
-//! the value.
+//! `[[profile]]`, `[[router]]` and `[[event]]` (see [`EXAMPLE_TOML`]). Pools, subdivisions,
+//! application profiles, routers and scheduled external events are the core crate's
+//! [`PoolSpec`], [`SubdivisionSpec`], [`Profile`], [`RouterSpec`] and [`ExternalEventSpec`], the
+//! same types the API takes. Every table rejects unknown keys, and [`Config::from_toml_str`] /
+//! [`Config::load`] validate the whole file ([`Config::validate`]); every error ([`ConfigError`])
+//! names the file, the entry, the field and the value.
 
 mod error;
 mod example;
+mod server;
 mod validate;
 
 use std::collections::HashSet;
-use std::net::{IpAddr, Ipv4Addr};
+use std::fs;
 use std::path::{Path, PathBuf};
-use std::{fmt, fs};
 
 use cidrcast_core::model::default_vrf;
 pub use cidrcast_core::model::{
-    ExternalEventSpec, PoolSpec, SubdivisionSpec, DEFAULT_COOLDOWN_S, EVENT_SCOPE_ALL,
+    ExternalEventSpec, Flavor, Neighbor, PoolSpec, Profile, RouterSpec, SubdivisionSpec,
+    DEFAULT_COOLDOWN_S, EVENT_SCOPE_ALL,
 };
 use serde::{Deserialize, Serialize};
 
 pub use error::ConfigError;
 pub use example::EXAMPLE_TOML;
+pub use server::{Role, ServerSettings, TokenSpec, DEFAULT_LISTEN};
 
 /// A whole configuration file.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -51,6 +53,13 @@ pub struct Config {
     /// are kept.
     #[serde(rename = "event", default, skip_serializing_if = "Vec::is_empty")]
     pub events: Vec<ExternalEventSpec>,
+    /// `[server]`: the daemon (`cidrcast serve`); every key has a default.
+    #[serde(default)]
+    pub server: ServerSettings,
+    /// `[[token]]`: bearer tokens of the API (their SHA-256, never the secret). None: the daemon
+    /// runs without authentication, on loopback only.
+    #[serde(rename = "token", default, skip_serializing_if = "Vec::is_empty")]
+    pub tokens: Vec<TokenSpec>,
 }
 
 /// `[settings]`.
@@ -79,180 +88,6 @@ impl Default for Settings {
             cooldown_s: DEFAULT_COOLDOWN_S,
             data_dir: None,
         }
-    }
-}
-
-/// `[[profile]]`: an application profile, i.e. a VM class.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Profile {
-    /// Unique name, as in the `profile` column of traces and allocation requests.
-    pub name: String,
-    /// Virtual CPUs per VM (>= 1).
-    pub vcpus: u32,
-    /// Memory per VM in GiB (finite, > 0).
-    pub memory_gib: f64,
-    /// Expected network I/O per VM in Mbit/s (finite, >= 0); drives bandwidth forecasts and the
-    /// demand score.
-    pub network_mbps: f64,
-    /// Free text.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub description: Option<String>,
-}
-
-impl Profile {
-    /// Expected network I/O of one VM of this profile, in Mbit/s.
-    pub fn bandwidth_mbps(&self) -> f64 {
-        self.network_mbps
-    }
-}
-
-/// Routing daemon a router's configuration is rendered for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Flavor {
-    /// FRRouting (`frr.conf` syntax).
-    Frr,
-    /// BIRD 2 (`bird.conf` syntax).
-    Bird,
-}
-
-impl Flavor {
-    /// Lower-case name, as in the configuration file.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Flavor::Frr => "frr",
-            Flavor::Bird => "bird",
-        }
-    }
-}
-
-impl fmt::Display for Flavor {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// A BGP neighbor of a router.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(try_from = "RawNeighbor")]
-pub struct Neighbor {
-    /// The peer's address (IPv4 or IPv6).
-    pub address: IpAddr,
-    /// The peer's AS number (1 ..= 4294967295).
-    pub asn: u32,
-}
-
-/// `[[router]]`: a router that announces the shards of its subdivisions.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(try_from = "RawRouter")]
-pub struct RouterSpec {
-    /// Unique name.
-    pub name: String,
-    /// Which daemon the rendered configuration is for.
-    pub flavor: Flavor,
-    /// BGP router id (an IPv4 address, not 0.0.0.0).
-    pub router_id: Ipv4Addr,
-    /// Local AS number (1 ..= 4294967295).
-    pub asn: u32,
-    /// BGP neighbors the shards are announced to.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub neighbors: Vec<Neighbor>,
-    /// Subdivisions whose shards this router announces (in addition to subdivisions that name
-    /// this router in their `routers`).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub subdivisions: Vec<String>,
-    /// Where the rendered configuration is written.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub config_path: Option<PathBuf>,
-    /// Shell command run after writing the configuration, e.g. `systemctl reload frr`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reload_command: Option<String>,
-}
-
-/// What a `[[router]]` table holds before its addresses and AS numbers are checked, so that an
-/// error can name the router.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawRouter {
-    name: String,
-    flavor: Flavor,
-    router_id: String,
-    asn: i64,
-    #[serde(default)]
-    neighbors: Vec<RawNeighbor>,
-    #[serde(default)]
-    subdivisions: Vec<String>,
-    #[serde(default)]
-    config_path: Option<PathBuf>,
-    #[serde(default)]
-    reload_command: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawNeighbor {
-    address: String,
-    asn: i64,
-}
-
-/// An AS number as written, checked against the 32-bit range (0 is rejected by validation, so
-/// that the message can name the file).
-fn asn_from(entry: &str, field: &str, asn: i64) -> Result<u32, String> {
-    u32::try_from(asn).map_err(|_| {
-        format!("{entry}: {field} = {asn} is out of range: an AS number is 1 to 4294967295")
-    })
-}
-
-impl RawNeighbor {
-    fn convert(self, entry: &str) -> Result<Neighbor, String> {
-        let address = self.address.parse::<IpAddr>().map_err(|_| {
-            format!(
-                "{entry}: address = {:?} is not an IPv4 or IPv6 address",
-                self.address
-            )
-        })?;
-        let asn = asn_from(entry, "asn", self.asn)?;
-        Ok(Neighbor { address, asn })
-    }
-}
-
-impl TryFrom<RawNeighbor> for Neighbor {
-    type Error = String;
-    fn try_from(raw: RawNeighbor) -> Result<Self, String> {
-        let entry = format!("neighbor {:?}", raw.address);
-        raw.convert(&entry)
-    }
-}
-
-impl TryFrom<RawRouter> for RouterSpec {
-    type Error = String;
-    fn try_from(raw: RawRouter) -> Result<Self, String> {
-        let entry = format!("router {:?}", raw.name);
-        let router_id = raw.router_id.parse::<Ipv4Addr>().map_err(|_| {
-            format!(
-                "{entry}: router_id = {:?} is not an IPv4 address (a BGP router id is written \
-                 as one, e.g. \"192.0.2.1\")",
-                raw.router_id
-            )
-        })?;
-        let asn = asn_from(&entry, "asn", raw.asn)?;
-        let neighbors = raw
-            .neighbors
-            .into_iter()
-            .enumerate()
-            .map(|(i, n)| n.convert(&format!("{entry}: neighbors[{i}]")))
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(RouterSpec {
-            name: raw.name,
-            flavor: raw.flavor,
-            router_id,
-            asn,
-            neighbors,
-            subdivisions: raw.subdivisions,
-            config_path: raw.config_path,
-            reload_command: raw.reload_command,
-        })
     }
 }
 
@@ -296,6 +131,8 @@ impl Default for Config {
             ],
             routers: Vec::new(),
             events: Vec::new(),
+            server: ServerSettings::default(),
+            tokens: Vec::new(),
         }
     }
 }

@@ -6,8 +6,8 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 
 use crate::{
-    Config, ConfigError, ExternalEventSpec, PoolSpec, Profile, RouterSpec, Settings,
-    SubdivisionSpec, EVENT_SCOPE_ALL,
+    Config, ConfigError, ExternalEventSpec, PoolSpec, Profile, RouterSpec, ServerSettings,
+    Settings, SubdivisionSpec, TokenSpec, EVENT_SCOPE_ALL,
 };
 
 /// Longest allowed name.
@@ -59,6 +59,120 @@ pub(crate) fn validate(config: &Config, origin: &str) -> Result {
     )?;
     for e in &config.events {
         event(e, config, origin)?;
+    }
+
+    server(&config.server, origin)?;
+    names(
+        origin,
+        "token",
+        config.tokens.iter().map(|t| t.name.as_str()),
+    )?;
+    let mut hashes: HashMap<String, &str> = HashMap::new();
+    for t in &config.tokens {
+        token(t, origin)?;
+        if let Some(first) = hashes.insert(t.sha256.to_ascii_lowercase(), &t.name) {
+            return Err(ConfigError::invalid(
+                origin,
+                entry("token", &t.name),
+                "sha256",
+                format_args!("\"{}\"", t.sha256),
+                format!("token {first:?} has the same hash: each token needs its own secret"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn server(s: &ServerSettings, origin: &str) -> Result {
+    let e = "[server]";
+    if !s.reconcile_interval_s.is_finite() || s.reconcile_interval_s <= 0.0 {
+        return Err(ConfigError::invalid(
+            origin,
+            e,
+            "reconcile_interval_s",
+            s.reconcile_interval_s,
+            "must be a finite number of seconds > 0",
+        ));
+    }
+    if !s.lead_time_s.is_finite() || s.lead_time_s < 0.0 {
+        return Err(ConfigError::invalid(
+            origin,
+            e,
+            "lead_time_s",
+            s.lead_time_s,
+            "must be a finite number of seconds >= 0",
+        ));
+    }
+    if let Some(t) = s.target_miss_rate {
+        if !(t > 0.0 && t < 1.0) {
+            return Err(ConfigError::invalid(
+                origin,
+                e,
+                "target_miss_rate",
+                t,
+                "a miss rate is between 0 and 1 (exclusive), e.g. 0.001; leave it out for a fixed quantile",
+            ));
+        }
+    }
+    if s.max_body_bytes < 1024 {
+        return Err(ConfigError::invalid(
+            origin,
+            e,
+            "max_body_bytes",
+            s.max_body_bytes,
+            "must be at least 1024",
+        ));
+    }
+    if s.max_import_bytes < 1024 {
+        return Err(ConfigError::invalid(
+            origin,
+            e,
+            "max_import_bytes",
+            s.max_import_bytes,
+            "must be at least 1024",
+        ));
+    }
+    match (&s.tls_cert, &s.tls_key) {
+        (Some(_), None) => Err(ConfigError::invalid(
+            origin,
+            e,
+            "tls_key",
+            "(missing)",
+            "tls_cert is set: give the private key file too",
+        )),
+        (None, Some(_)) => Err(ConfigError::invalid(
+            origin,
+            e,
+            "tls_cert",
+            "(missing)",
+            "tls_key is set: give the certificate file too",
+        )),
+        _ => Ok(()),
+    }
+}
+
+fn token(t: &TokenSpec, origin: &str) -> Result {
+    let e = entry("token", &t.name);
+    let hex = t.sha256.len() == 64 && t.sha256.chars().all(|c| c.is_ascii_hexdigit());
+    if !hex {
+        return Err(ConfigError::invalid(
+            origin,
+            e,
+            "sha256",
+            format_args!("{:?}", t.sha256),
+            "must be the 64 hex digits of the secret's SHA-256 (never the secret itself); `cidrcast token new` makes a token",
+        ));
+    }
+    for (field, list) in [("tenants", &t.tenants), ("subdivisions", &t.subdivisions)] {
+        if let Some(bad) = list.iter().find(|x| x.is_empty()) {
+            return Err(ConfigError::invalid(
+                origin,
+                &e,
+                field,
+                format_args!("{bad:?}"),
+                "names must not be empty",
+            ));
+        }
     }
     Ok(())
 }
@@ -651,4 +765,131 @@ fn event(ev: &ExternalEventSpec, config: &Config, origin: &str) -> Result {
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    //! The per-entry checks of a profile or a router exist twice: here, in file order with the
+    //! cross-entry ones, and in the core crate ([`Profile::validate`], [`RouterSpec::validate`]),
+    //! which the API uses. Both must refuse the same entries with the same words.
+
+    use std::net::Ipv4Addr;
+    use std::path::PathBuf;
+
+    use cidrcast_core::CoreError;
+
+    use super::*;
+    use crate::{Flavor, Neighbor};
+
+    const ORIGIN: &str = "test.toml";
+
+    fn config() -> Config {
+        Config {
+            subdivisions: vec![SubdivisionSpec::new("eu"), SubdivisionSpec::new("us")],
+            routers: vec![RouterSpec {
+                name: "edge".to_string(),
+                flavor: Flavor::Frr,
+                router_id: Ipv4Addr::new(192, 0, 2, 1),
+                asn: 64512,
+                neighbors: vec![
+                    Neighbor {
+                        address: "192.0.2.2".parse().unwrap(),
+                        asn: 64513,
+                    },
+                    Neighbor {
+                        address: "2001:db8::2".parse().unwrap(),
+                        asn: 64514,
+                    },
+                ],
+                subdivisions: vec!["eu".to_string(), "us".to_string()],
+                config_path: Some(PathBuf::from("/etc/frr/frr.conf")),
+                reload_command: Some("systemctl reload frr".to_string()),
+            }],
+            ..Config::default()
+        }
+    }
+
+    /// `config` is refused by both, and the config message is the core one, prefixed with the
+    /// origin and the entry (`profile "web"` or, for a bad name, `profile #1`).
+    fn same_refusal(config: &Config, core: std::result::Result<(), CoreError>, entry: &str) {
+        let message = match core {
+            Err(CoreError::InvalidProfile { message, .. })
+            | Err(CoreError::InvalidRouter { message, .. }) => message,
+            other => panic!("core accepted or refused otherwise: {other:?}"),
+        };
+        let err = config
+            .validate(ORIGIN)
+            .expect_err("config accepted what core refuses");
+        assert_eq!(err.to_string(), format!("{ORIGIN}: {entry}: {message}"));
+    }
+
+    #[test]
+    fn the_fixture_is_valid_for_both() {
+        let c = config();
+        c.validate(ORIGIN).unwrap();
+        for p in &c.profiles {
+            p.validate().unwrap();
+        }
+        c.routers[0].validate().unwrap();
+    }
+
+    #[test]
+    fn profiles_are_refused_alike() {
+        let cases: Vec<fn(&mut Profile)> = vec![
+            |p| p.vcpus = 0,
+            |p| p.memory_gib = 0.0,
+            |p| p.memory_gib = -1.5,
+            |p| p.memory_gib = f64::NAN,
+            |p| p.memory_gib = f64::INFINITY,
+            |p| p.network_mbps = -0.5,
+            |p| p.network_mbps = f64::NEG_INFINITY,
+            |p| p.network_mbps = f64::NAN,
+        ];
+        for set in cases {
+            let mut c = config();
+            set(&mut c.profiles[0]);
+            let entry = format!("profile {:?}", c.profiles[0].name);
+            same_refusal(&c, c.profiles[0].validate(), &entry);
+        }
+        for name in ["", "web server", "ü", &"x".repeat(65)] {
+            let mut c = config();
+            c.profiles[0].name = name.to_string();
+            same_refusal(&c, c.profiles[0].validate(), "profile #1");
+        }
+    }
+
+    #[test]
+    fn routers_are_refused_alike() {
+        let cases: Vec<fn(&mut RouterSpec)> = vec![
+            |r| r.router_id = Ipv4Addr::UNSPECIFIED,
+            |r| r.router_id = Ipv4Addr::BROADCAST,
+            |r| r.router_id = Ipv4Addr::new(224, 0, 0, 5),
+            |r| r.asn = 0,
+            |r| r.neighbors[1].address = "ff02::5".parse().unwrap(),
+            |r| r.neighbors[0].address = "0.0.0.0".parse().unwrap(),
+            |r| r.neighbors[1].address = "::".parse().unwrap(),
+            |r| r.neighbors[1].address = r.neighbors[0].address,
+            |r| r.neighbors[1].asn = 0,
+            |r| r.subdivisions.push("eu".to_string()),
+            |r| r.config_path = Some(PathBuf::new()),
+            |r| r.reload_command = Some(" \t".to_string()),
+        ];
+        for set in cases {
+            let mut c = config();
+            set(&mut c.routers[0]);
+            same_refusal(&c, c.routers[0].validate(), "router \"edge\"");
+        }
+        let mut c = config();
+        c.routers[0].name = "edge/1".to_string();
+        same_refusal(&c, c.routers[0].validate(), "router #1");
+    }
+
+    #[test]
+    fn an_unknown_subdivision_is_a_cross_entry_check() {
+        let mut c = config();
+        c.routers[0].subdivisions.push("asia".to_string());
+        c.routers[0].validate().unwrap();
+        let err = c.validate(ORIGIN).unwrap_err().to_string();
+        assert!(err.contains("subdivisions = \"asia\""), "{err}");
+    }
 }

@@ -93,6 +93,17 @@ pub enum CoreError {
     /// A scheduled external event is malformed; `message` names the field and its value.
     #[error("event `{name}`: {message}")]
     InvalidEvent { name: String, message: String },
+    #[error("unknown profile `{0}`")]
+    UnknownProfile(String),
+    /// An application profile is malformed; `message` names the field and its value.
+    #[error("profile `{name}`: {message}")]
+    InvalidProfile { name: String, message: String },
+    #[error("unknown router `{0}`")]
+    UnknownRouter(String),
+    /// A router is malformed (or lists an unknown subdivision); `message` names the field and its
+    /// value.
+    #[error("router `{name}`: {message}")]
+    InvalidRouter { name: String, message: String },
     #[error("limit reached: {0}")]
     Limit(String),
     #[error("inconsistent stored state: {0}")]

@@ -1733,6 +1733,21 @@ impl Ipam {
         self.pool_ix.contains_key(name)
     }
 
+    /// The spec of subdivision `name`, without computing its figures.
+    pub fn subdivision_spec(&self, name: &str) -> Option<&SubdivisionSpec> {
+        self.sub_ix.get(name).map(|&id| &self.sub(id).spec)
+    }
+
+    /// Every pool's spec, in no particular order, without cloning.
+    pub fn pool_spec_refs(&self) -> impl Iterator<Item = &PoolSpec> {
+        self.pools.iter().flatten().map(|p| &p.spec)
+    }
+
+    /// The spec of pool `name`.
+    pub fn pool_spec(&self, name: &str) -> Option<&PoolSpec> {
+        self.pool_ix.get(name).map(|&id| &self.pool(id).spec)
+    }
+
     /// One subdivision with its figures.
     pub fn subdivision(&self, name: &str) -> Result<SubdivisionInfo, CoreError> {
         let id = self.sub_id(name)?;

@@ -5,7 +5,8 @@
 //! Free shards and free addresses are never records: they are what the records do not claim.
 
 use std::fmt;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
 
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
@@ -283,8 +284,26 @@ pub struct VmEvent {
 /// Scope of an [`ExternalEventSpec`] that covers every subdivision.
 pub const EVENT_SCOPE_ALL: &str = "*";
 
+/// Longest allowed name of a scheduled external event, an application profile or a router.
+pub const MAX_NAME_LEN: usize = 64;
+
 /// Longest allowed event name.
-pub const MAX_EVENT_NAME_LEN: usize = 64;
+pub const MAX_EVENT_NAME_LEN: usize = MAX_NAME_LEN;
+
+/// Whether `name` is 1 to `max` characters out of `A-Z a-z 0-9 . _ -` (names end up in router
+/// configurations, CSV traces and URLs).
+fn name_ok(name: &str, max: usize) -> bool {
+    !name.is_empty()
+        && name.len() <= max
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+}
+
+/// The message of a name that is not 1 to `max` characters out of `A-Z a-z 0-9 . _ -`.
+fn bad_name(name: &str, max: usize) -> String {
+    format!("name = {name:?}: a name is 1 to {max} characters out of A-Z a-z 0-9 . _ -")
+}
 
 /// A scheduled external event (a launch, a sale, a migration, a maintenance window) that the
 /// forecasts of the subdivisions in its scope must reflect during `[start, end)`.
@@ -333,18 +352,8 @@ impl ExternalEventSpec {
             name: self.name.clone(),
             message,
         };
-        let name_ok = !self.name.is_empty()
-            && self.name.len() <= MAX_EVENT_NAME_LEN
-            && self
-                .name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
-        if !name_ok {
-            return Err(invalid(format!(
-                "name = {:?}: a name is 1 to {MAX_EVENT_NAME_LEN} characters out of \
-                 A-Z a-z 0-9 . _ -",
-                self.name
-            )));
+        if !name_ok(&self.name, MAX_EVENT_NAME_LEN) {
+            return Err(invalid(bad_name(&self.name, MAX_EVENT_NAME_LEN)));
         }
         if !self.start.is_finite() {
             return Err(invalid(format!(
@@ -393,6 +402,298 @@ impl ExternalEventSpec {
     }
 }
 
+/// An application profile, i.e. a VM class (`[[profile]]` in the configuration).
+///
+/// Profiles are not allocator state: [`Snapshot`] and [`crate::Ipam`] do not hold them; a store
+/// keeps them in their own table, keyed by name, written by [`Change::PutProfile`] and
+/// [`Change::DeleteProfile`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Profile {
+    /// Unique name, as in the `profile` column of traces and allocation requests: 1 to 64
+    /// characters out of `A-Z a-z 0-9 . _ -`.
+    pub name: String,
+    /// Virtual CPUs per VM (>= 1).
+    pub vcpus: u32,
+    /// Memory per VM in GiB (finite, > 0).
+    pub memory_gib: f64,
+    /// Expected network I/O per VM in Mbit/s (finite, >= 0); drives bandwidth forecasts and the
+    /// demand score.
+    pub network_mbps: f64,
+    /// Free text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+}
+
+impl Profile {
+    /// Expected network I/O of one VM of this profile, in Mbit/s.
+    pub fn bandwidth_mbps(&self) -> f64 {
+        self.network_mbps
+    }
+
+    /// Checks every field on its own: the name, `vcpus` >= 1, `memory_gib` finite and > 0,
+    /// `network_mbps` finite and >= 0. The error ([`CoreError::InvalidProfile`]) names the field
+    /// and its value.
+    pub fn validate(&self) -> Result<(), CoreError> {
+        let invalid = |message: String| CoreError::InvalidProfile {
+            name: self.name.clone(),
+            message,
+        };
+        if !name_ok(&self.name, MAX_NAME_LEN) {
+            return Err(invalid(bad_name(&self.name, MAX_NAME_LEN)));
+        }
+        if self.vcpus == 0 {
+            return Err(invalid("vcpus = 0: a VM has at least 1 vCPU".to_string()));
+        }
+        if !self.memory_gib.is_finite() || self.memory_gib <= 0.0 {
+            return Err(invalid(format!(
+                "memory_gib = {}: must be a finite number of GiB > 0",
+                self.memory_gib
+            )));
+        }
+        if !self.network_mbps.is_finite() || self.network_mbps < 0.0 {
+            return Err(invalid(format!(
+                "network_mbps = {}: must be a finite number of Mbit/s >= 0",
+                self.network_mbps
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Routing daemon a router's configuration is rendered for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Flavor {
+    /// FRRouting (`frr.conf` syntax).
+    Frr,
+    /// BIRD 2 (`bird.conf` syntax).
+    Bird,
+}
+
+impl Flavor {
+    /// Lower-case name, as in the configuration file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Flavor::Frr => "frr",
+            Flavor::Bird => "bird",
+        }
+    }
+}
+
+impl fmt::Display for Flavor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A BGP neighbor of a router.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "RawNeighbor")]
+pub struct Neighbor {
+    /// The peer's address (IPv4 or IPv6).
+    pub address: IpAddr,
+    /// The peer's AS number (1 ..= 4294967295).
+    pub asn: u32,
+}
+
+/// A router that announces the shards of its subdivisions (`[[router]]` in the configuration).
+///
+/// Routers are not allocator state: [`Snapshot`] and [`crate::Ipam`] do not hold them; a store
+/// keeps them in their own table, keyed by name, written by [`Change::PutRouter`] and
+/// [`Change::DeleteRouter`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "RawRouter")]
+pub struct RouterSpec {
+    /// Unique name: 1 to 64 characters out of `A-Z a-z 0-9 . _ -`.
+    pub name: String,
+    /// Which daemon the rendered configuration is for.
+    pub flavor: Flavor,
+    /// BGP router id (an IPv4 address, not 0.0.0.0).
+    pub router_id: Ipv4Addr,
+    /// Local AS number (1 ..= 4294967295).
+    pub asn: u32,
+    /// BGP neighbors the shards are announced to.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub neighbors: Vec<Neighbor>,
+    /// Subdivisions whose shards this router announces (in addition to subdivisions that name
+    /// this router in their `routers`). They must exist when the router is put; removing one
+    /// later leaves the router stored, listing a subdivision that announces nothing until one of
+    /// that name exists again.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub subdivisions: Vec<String>,
+    /// Where the rendered configuration is written.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub config_path: Option<PathBuf>,
+    /// Shell command run after writing the configuration, e.g. `systemctl reload frr`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reload_command: Option<String>,
+}
+
+impl RouterSpec {
+    /// Checks every field on its own (what does not depend on other records): the name, a router
+    /// id usable as a BGP router id (not 0.0.0.0, broadcast or multicast), AS number not 0,
+    /// neighbors with unicast addresses, each listed once and with an AS number not 0,
+    /// subdivisions each listed once, a non-empty `config_path` and a non-blank
+    /// `reload_command` when given. Whether the subdivisions exist is the caller's check. The
+    /// error ([`CoreError::InvalidRouter`]) names the field and its value.
+    pub fn validate(&self) -> Result<(), CoreError> {
+        let invalid = |message: String| CoreError::InvalidRouter {
+            name: self.name.clone(),
+            message,
+        };
+        if !name_ok(&self.name, MAX_NAME_LEN) {
+            return Err(invalid(bad_name(&self.name, MAX_NAME_LEN)));
+        }
+        let id = self.router_id;
+        if id.is_unspecified() || id.is_broadcast() || id.is_multicast() {
+            return Err(invalid(format!(
+                "router_id = \"{id}\": not usable as a BGP router id; use a unicast IPv4 \
+                 address of the router"
+            )));
+        }
+        if self.asn == 0 {
+            return Err(invalid(
+                "asn = 0: AS number 0 is reserved; use 1 to 4294967295".to_string(),
+            ));
+        }
+        for (i, n) in self.neighbors.iter().enumerate() {
+            let bad_address = match n.address {
+                IpAddr::V4(a) => a.is_unspecified() || a.is_broadcast() || a.is_multicast(),
+                IpAddr::V6(a) => a.is_unspecified() || a.is_multicast(),
+            };
+            if bad_address {
+                return Err(invalid(format!(
+                    "neighbors.address = \"{}\": not a unicast address a BGP session can be \
+                     opened to",
+                    n.address
+                )));
+            }
+            if self.neighbors[..i].iter().any(|m| m.address == n.address) {
+                return Err(invalid(format!(
+                    "neighbors.address = \"{}\": listed twice",
+                    n.address
+                )));
+            }
+            if n.asn == 0 {
+                return Err(invalid(format!(
+                    "neighbors.asn = 0: AS number 0 (of neighbor \"{}\") is reserved; use 1 to \
+                     4294967295",
+                    n.address
+                )));
+            }
+        }
+        for (i, name) in self.subdivisions.iter().enumerate() {
+            if self.subdivisions[..i].contains(name) {
+                return Err(invalid(format!("subdivisions = {name:?}: listed twice")));
+            }
+        }
+        if let Some(path) = &self.config_path {
+            if path.as_os_str().is_empty() {
+                return Err(invalid(
+                    "config_path = \"\": must be a file path; leave the key out to not write \
+                     the configuration"
+                        .to_string(),
+                ));
+            }
+        }
+        if let Some(cmd) = &self.reload_command {
+            if cmd.trim().is_empty() {
+                return Err(invalid(format!(
+                    "reload_command = {cmd:?}: must be a command; leave the key out to not reload"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What a router holds before its addresses and AS numbers are checked, so that an error can
+/// name the router.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRouter {
+    name: String,
+    flavor: Flavor,
+    router_id: String,
+    asn: i64,
+    #[serde(default)]
+    neighbors: Vec<RawNeighbor>,
+    #[serde(default)]
+    subdivisions: Vec<String>,
+    #[serde(default)]
+    config_path: Option<PathBuf>,
+    #[serde(default)]
+    reload_command: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNeighbor {
+    address: String,
+    asn: i64,
+}
+
+/// An AS number as written, checked against the 32-bit range (0 is rejected by validation, so
+/// that the message can name the file).
+fn asn_from(entry: &str, field: &str, asn: i64) -> Result<u32, String> {
+    u32::try_from(asn).map_err(|_| {
+        format!("{entry}: {field} = {asn} is out of range: an AS number is 1 to 4294967295")
+    })
+}
+
+impl RawNeighbor {
+    fn convert(self, entry: &str) -> Result<Neighbor, String> {
+        let address = self.address.parse::<IpAddr>().map_err(|_| {
+            format!(
+                "{entry}: address = {:?} is not an IPv4 or IPv6 address",
+                self.address
+            )
+        })?;
+        let asn = asn_from(entry, "asn", self.asn)?;
+        Ok(Neighbor { address, asn })
+    }
+}
+
+impl TryFrom<RawNeighbor> for Neighbor {
+    type Error = String;
+    fn try_from(raw: RawNeighbor) -> Result<Self, String> {
+        let entry = format!("neighbor {:?}", raw.address);
+        raw.convert(&entry)
+    }
+}
+
+impl TryFrom<RawRouter> for RouterSpec {
+    type Error = String;
+    fn try_from(raw: RawRouter) -> Result<Self, String> {
+        let entry = format!("router {:?}", raw.name);
+        let router_id = raw.router_id.parse::<Ipv4Addr>().map_err(|_| {
+            format!(
+                "{entry}: router_id = {:?} is not an IPv4 address (a BGP router id is written \
+                 as one, e.g. \"192.0.2.1\")",
+                raw.router_id
+            )
+        })?;
+        let asn = asn_from(&entry, "asn", raw.asn)?;
+        let neighbors = raw
+            .neighbors
+            .into_iter()
+            .enumerate()
+            .map(|(i, n)| n.convert(&format!("{entry}: neighbors[{i}]")))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(RouterSpec {
+            name: raw.name,
+            flavor: raw.flavor,
+            router_id,
+            asn,
+            neighbors,
+            subdivisions: raw.subdivisions,
+            config_path: raw.config_path,
+            reload_command: raw.reload_command,
+        })
+    }
+}
+
 /// One record-level change. A batch of them is committed atomically.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Change {
@@ -434,6 +735,20 @@ pub enum Change {
     DeleteExternalEvent {
         name: String,
     },
+    /// Creates or replaces an application profile (keyed by name). Not allocator state: the
+    /// allocator never journals it.
+    PutProfile(Profile),
+    /// Deletes an application profile.
+    DeleteProfile {
+        name: String,
+    },
+    /// Creates or replaces a router (keyed by name). Not allocator state: the allocator never
+    /// journals it.
+    PutRouter(RouterSpec),
+    /// Deletes a router.
+    DeleteRouter {
+        name: String,
+    },
 }
 
 /// Everything live, as records: what a store loads to rebuild an `Ipam`.
@@ -459,5 +774,299 @@ impl Snapshot {
         self.leases.sort_by(|a, b| a.vm_id.cmp(&b.vm_id));
         self.cooling
             .sort_by(|a, b| (&a.pool, a.address).cmp(&(&b.pool, b.address)));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn profile() -> Profile {
+        Profile {
+            name: "web".to_string(),
+            vcpus: 2,
+            memory_gib: 4.0,
+            network_mbps: 0.0,
+            description: Some("front ends".to_string()),
+        }
+    }
+
+    fn router() -> RouterSpec {
+        RouterSpec {
+            name: "edge-1".to_string(),
+            flavor: Flavor::Bird,
+            router_id: Ipv4Addr::new(192, 0, 2, 1),
+            asn: u32::MAX,
+            neighbors: vec![
+                Neighbor {
+                    address: "192.0.2.2".parse().unwrap(),
+                    asn: 64513,
+                },
+                Neighbor {
+                    address: "2001:db8::2".parse().unwrap(),
+                    asn: 1,
+                },
+            ],
+            subdivisions: vec!["eu".to_string(), "us".to_string()],
+            config_path: Some(PathBuf::from("/etc/bird/bird.conf")),
+            reload_command: Some("birdc configure".to_string()),
+        }
+    }
+
+    fn profile_error(p: Profile) -> String {
+        match p.validate() {
+            Err(e @ CoreError::InvalidProfile { .. }) => e.to_string(),
+            other => panic!("expected InvalidProfile, got {other:?}"),
+        }
+    }
+
+    fn router_error(r: RouterSpec) -> String {
+        match r.validate() {
+            Err(e @ CoreError::InvalidRouter { .. }) => e.to_string(),
+            other => panic!("expected InvalidRouter, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn valid_profiles_and_routers() {
+        profile().validate().unwrap();
+        Profile {
+            name: "a.b_c-D9".to_string(),
+            vcpus: 1,
+            memory_gib: 0.25,
+            network_mbps: 1e6,
+            description: None,
+        }
+        .validate()
+        .unwrap();
+        router().validate().unwrap();
+        RouterSpec {
+            neighbors: Vec::new(),
+            subdivisions: Vec::new(),
+            config_path: None,
+            reload_command: None,
+            asn: 1,
+            name: "x".repeat(64),
+            ..router()
+        }
+        .validate()
+        .unwrap();
+    }
+
+    #[test]
+    fn every_profile_field_is_checked_and_named_with_its_value() {
+        let cases = [
+            (
+                Profile {
+                    name: "web server".to_string(),
+                    ..profile()
+                },
+                "profile `web server`: name = \"web server\": a name is 1 to 64 characters out \
+                 of A-Z a-z 0-9 . _ -",
+            ),
+            (
+                Profile {
+                    name: "x".repeat(65),
+                    ..profile()
+                },
+                "a name is 1 to 64 characters",
+            ),
+            (
+                Profile {
+                    vcpus: 0,
+                    ..profile()
+                },
+                "profile `web`: vcpus = 0: a VM has at least 1 vCPU",
+            ),
+            (
+                Profile {
+                    memory_gib: 0.0,
+                    ..profile()
+                },
+                "profile `web`: memory_gib = 0: must be a finite number of GiB > 0",
+            ),
+            (
+                Profile {
+                    memory_gib: f64::NAN,
+                    ..profile()
+                },
+                "memory_gib = NaN:",
+            ),
+            (
+                Profile {
+                    network_mbps: -0.5,
+                    ..profile()
+                },
+                "profile `web`: network_mbps = -0.5: must be a finite number of Mbit/s >= 0",
+            ),
+            (
+                Profile {
+                    network_mbps: f64::INFINITY,
+                    ..profile()
+                },
+                "network_mbps = inf:",
+            ),
+        ];
+        for (p, expected) in cases {
+            let got = profile_error(p);
+            assert!(
+                got.contains(expected),
+                "{got:?} does not contain {expected:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_router_field_is_checked_and_named_with_its_value() {
+        let mut twice = router();
+        twice.neighbors[1].address = twice.neighbors[0].address;
+        let mut neighbor_asn = router();
+        neighbor_asn.neighbors[1].asn = 0;
+        let mut multicast6 = router();
+        multicast6.neighbors[1].address = "ff02::5".parse().unwrap();
+        let cases = [
+            (
+                RouterSpec {
+                    name: String::new(),
+                    ..router()
+                },
+                "router ``: name = \"\": a name is 1 to 64 characters",
+            ),
+            (
+                RouterSpec {
+                    router_id: Ipv4Addr::UNSPECIFIED,
+                    ..router()
+                },
+                "router `edge-1`: router_id = \"0.0.0.0\": not usable as a BGP router id",
+            ),
+            (
+                RouterSpec {
+                    router_id: Ipv4Addr::BROADCAST,
+                    ..router()
+                },
+                "router_id = \"255.255.255.255\"",
+            ),
+            (
+                RouterSpec {
+                    router_id: Ipv4Addr::new(239, 1, 1, 1),
+                    ..router()
+                },
+                "router_id = \"239.1.1.1\"",
+            ),
+            (
+                RouterSpec { asn: 0, ..router() },
+                "router `edge-1`: asn = 0: AS number 0 is reserved; use 1 to 4294967295",
+            ),
+            (
+                multicast6,
+                "router `edge-1`: neighbors.address = \"ff02::5\": not a unicast address",
+            ),
+            (
+                twice,
+                "router `edge-1`: neighbors.address = \"192.0.2.2\": listed twice",
+            ),
+            (
+                neighbor_asn,
+                "router `edge-1`: neighbors.asn = 0: AS number 0 (of neighbor \"2001:db8::2\") \
+                 is reserved",
+            ),
+            (
+                RouterSpec {
+                    subdivisions: vec!["eu".into(), "us".into(), "eu".into()],
+                    ..router()
+                },
+                "router `edge-1`: subdivisions = \"eu\": listed twice",
+            ),
+            (
+                RouterSpec {
+                    config_path: Some(PathBuf::new()),
+                    ..router()
+                },
+                "router `edge-1`: config_path = \"\": must be a file path",
+            ),
+            (
+                RouterSpec {
+                    reload_command: Some("  ".to_string()),
+                    ..router()
+                },
+                "router `edge-1`: reload_command = \"  \": must be a command",
+            ),
+        ];
+        for (r, expected) in cases {
+            let got = router_error(r);
+            assert!(
+                got.contains(expected),
+                "{got:?} does not contain {expected:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn json_round_trips_and_is_strict() {
+        let p = profile();
+        let json = serde_json::to_string(&p).unwrap();
+        assert_eq!(serde_json::from_str::<Profile>(&json).unwrap(), p);
+        let r = router();
+        let json = serde_json::to_string(&r).unwrap();
+        assert!(json.contains("\"router_id\":\"192.0.2.1\""), "{json}");
+        assert!(json.contains("\"flavor\":\"bird\""), "{json}");
+        assert_eq!(serde_json::from_str::<RouterSpec>(&json).unwrap(), r);
+        let bare = RouterSpec {
+            neighbors: Vec::new(),
+            subdivisions: Vec::new(),
+            config_path: None,
+            reload_command: None,
+            ..router()
+        };
+        let json = serde_json::to_string(&bare).unwrap();
+        assert!(!json.contains("neighbors"), "{json}");
+        assert_eq!(serde_json::from_str::<RouterSpec>(&json).unwrap(), bare);
+
+        let err = serde_json::from_str::<Profile>(
+            r#"{"name":"p","vcpus":1,"memory_gib":1,"network_mbps":1,"cpu":2}"#,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("unknown field `cpu`"), "{err}");
+        let err = serde_json::from_str::<RouterSpec>(
+            r#"{"name":"r","flavor":"frr","router_id":"10.0.0.1","asn":4294967296}"#,
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("router \"r\": asn = 4294967296 is out of range"),
+            "{err}"
+        );
+        let err = serde_json::from_str::<RouterSpec>(
+            r#"{"name":"r","flavor":"frr","router_id":"10.0.0.1","asn":1,
+                "neighbors":[{"address":"peer","asn":2}]}"#,
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("router \"r\": neighbors[0]: address = \"peer\" is not an IPv4 or IPv6"),
+            "{err}"
+        );
+        let err = serde_json::from_str::<RouterSpec>(
+            r#"{"name":"r","flavor":"frr","router_id":"10.0.0.1","asn":1,"reload":"x"}"#,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("unknown field `reload`"), "{err}");
+    }
+
+    #[test]
+    fn catalog_changes_serialize() {
+        for change in [
+            Change::PutProfile(profile()),
+            Change::DeleteProfile {
+                name: "web".to_string(),
+            },
+            Change::PutRouter(router()),
+            Change::DeleteRouter {
+                name: "edge-1".to_string(),
+            },
+        ] {
+            let json = serde_json::to_string(&change).unwrap();
+            assert_eq!(serde_json::from_str::<Change>(&json).unwrap(), change);
+        }
     }
 }

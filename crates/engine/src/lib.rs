@@ -12,16 +12,21 @@
 //! pending one fails, and the in-memory state is rebuilt from the store: a failed operation leaves
 //! nothing behind.
 //!
-//! Scheduled external events ([`ExternalEventSpec`]) are not allocator state: the engine keeps
-//! them beside the allocator and commits their changes ([`Engine::put_event`],
-//! [`Engine::delete_event`], [`Engine::ensure_events`]) through the same group commit.
+//! Scheduled external events ([`ExternalEventSpec`]), application profiles ([`Profile`]) and
+//! routers ([`RouterSpec`]), the catalog, are not allocator state: the engine keeps them beside
+//! the allocator and commits their changes ([`Engine::put_event`], [`Engine::delete_event`],
+//! [`Engine::ensure_events`], and the same for profiles and routers) through the same group
+//! commit.
 
+pub mod reconcile;
 use std::collections::BTreeMap;
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use cidrcast_core::model::{Change, ExternalEventSpec, PoolSpec, SubdivisionSpec, Time};
-use cidrcast_core::{CoreError, Ipam, Settings};
+use cidrcast_core::model::{
+    Change, ExternalEventSpec, PoolSpec, Profile, RouterSpec, SubdivisionSpec, Time, VmEvent,
+};
+use cidrcast_core::{CoreError, Ipam, Settings, MAX_PROFILES};
 use cidrcast_store::{Store, StoreError};
 
 /// What went wrong in an engine operation.
@@ -52,10 +57,14 @@ pub enum EngineError {
 /// Most scheduled external events the engine keeps.
 pub const MAX_EXTERNAL_EVENTS: usize = 10_000;
 
+/// Most routers the engine keeps. (Profiles are limited to [`MAX_PROFILES`], the number of
+/// distinct profile names the allocator records in leases.)
+pub const MAX_ROUTERS: usize = 10_000;
+
 struct State {
     ipam: Ipam,
-    /// Scheduled external events by name, as committed or pending.
-    events: BTreeMap<String, ExternalEventSpec>,
+    /// Scheduled external events, profiles and routers, as committed or pending.
+    catalog: Catalog,
     pending: Vec<Change>,
     /// Sequence number of the last operation whose changes are pending or committed.
     appended: u64,
@@ -91,12 +100,12 @@ impl<S: Store> Engine<S> {
     pub fn open(store: S, settings: Settings) -> Result<Self, EngineError> {
         let snap = store.load().map_err(EngineError::Store)?;
         let ipam = Ipam::from_snapshot(settings, &snap)?;
-        let events = load_events(&store).map_err(EngineError::Store)?;
+        let catalog = Catalog::load(&store).map_err(EngineError::Store)?;
         Ok(Engine {
             store,
             state: Mutex::new(State {
                 ipam,
-                events,
+                catalog,
                 pending: Vec::new(),
                 appended: 0,
                 durable: 0,
@@ -230,13 +239,13 @@ impl<S: Store> Engine<S> {
                         .map_err(|e| e.to_string())
                         .and_then(|s| Ipam::from_snapshot(settings, &s).map_err(|e| e.to_string()))
                         .and_then(|ipam| {
-                            let events = load_events(&self.store).map_err(|e| e.to_string())?;
-                            Ok((ipam, events))
+                            let catalog = Catalog::load(&self.store).map_err(|e| e.to_string())?;
+                            Ok((ipam, catalog))
                         });
                     match reloaded {
-                        Ok((ipam, events)) => {
+                        Ok((ipam, catalog)) => {
                             st.ipam = ipam;
-                            st.events = events;
+                            st.catalog = catalog;
                         }
                         Err(why) => st.broken = Some(why),
                     }
@@ -254,33 +263,23 @@ impl<S: Store> Engine<S> {
         Ok(f(&st.ipam))
     }
 
-    /// Runs `op` on the external events (with the allocator to check scopes against); the
-    /// changes it returns are applied to the events and committed like the allocator's, and the
-    /// call waits until they are durable. When `op` fails nothing changes.
-    fn run_events<T>(
+    /// Runs `op` on the catalog (external events, profiles, routers), with the allocator to check
+    /// references against; the changes it returns are applied to the catalog and committed like
+    /// the allocator's, and the call waits until they are durable. When `op` fails nothing
+    /// changes. The one path by which every catalog change is made.
+    fn run_catalog<T>(
         &self,
-        op: impl FnOnce(
-            &Ipam,
-            &BTreeMap<String, ExternalEventSpec>,
-        ) -> Result<(T, Vec<Change>), CoreError>,
+        op: impl FnOnce(&Ipam, &Catalog) -> Result<(T, Vec<Change>), CoreError>,
     ) -> Result<T, EngineError> {
         let mut st = self.lock();
         if let Some(why) = &st.broken {
             return Err(EngineError::Unavailable(why.clone()));
         }
-        let result = op(&st.ipam, &st.events);
+        let result = op(&st.ipam, &st.catalog);
         if let Ok((_, changes)) = &result {
             if !changes.is_empty() {
                 for change in changes {
-                    match change {
-                        Change::PutExternalEvent(e) => {
-                            st.events.insert(e.name.clone(), e.clone());
-                        }
-                        Change::DeleteExternalEvent { name } => {
-                            st.events.remove(name);
-                        }
-                        _ => unreachable!("only external event changes here"),
-                    }
+                    st.catalog.apply(change);
                 }
                 st.pending.extend(changes.iter().cloned());
                 st.appended += 1;
@@ -291,6 +290,90 @@ impl<S: Store> Engine<S> {
         Ok(result?.0)
     }
 
+    /// Appends VM lifecycle events to the history log (a history import) in one transaction,
+    /// after the events already there; durable when it returns. The caller checks them (known
+    /// subdivisions, time order): the allocator's state does not change.
+    pub fn append_history(&self, events: &[VmEvent]) -> Result<(), EngineError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let mut st = self.lock();
+        if let Some(why) = &st.broken {
+            return Err(EngineError::Unavailable(why.clone()));
+        }
+        st.pending.extend(events.iter().cloned().map(Change::Event));
+        st.appended += 1;
+        let (mine, epoch) = (st.appended, st.epoch);
+        drop(self.wait_durable(st, mine, epoch, false)?);
+        Ok(())
+    }
+
+    /// Creates or replaces a catalog record by name, after [`Entry::check`]; returns the one it
+    /// replaced. An identical record commits nothing.
+    fn put_entry<E: Entry>(&self, spec: E) -> Result<Option<E>, EngineError> {
+        self.run_catalog(|ipam, catalog| {
+            spec.check(ipam)?;
+            let entries = E::entries(catalog);
+            if !entries.contains_key(spec.name()) && entries.len() >= E::MAX {
+                return Err(E::limit());
+            }
+            let previous = entries.get(spec.name()).cloned();
+            let changes = if previous.as_ref() == Some(&spec) {
+                Vec::new()
+            } else {
+                vec![spec.put()]
+            };
+            Ok((previous, changes))
+        })
+    }
+
+    /// Deletes a catalog record; [`Entry::unknown`] when there is none of that name.
+    fn delete_entry<E: Entry>(&self, name: &str) -> Result<E, EngineError> {
+        self.run_catalog(|_, catalog| {
+            let spec = E::entries(catalog)
+                .get(name)
+                .cloned()
+                .ok_or_else(|| E::unknown(name))?;
+            Ok((spec, vec![E::delete(name.to_string())]))
+        })
+    }
+
+    /// Every catalog record of a kind, sorted by name, once everything it could observe is
+    /// durable.
+    fn list<E: Entry>(&self) -> Result<Vec<E>, EngineError> {
+        let st = self.lock();
+        let (mine, epoch) = (st.appended, st.epoch);
+        let st = self.wait_durable(st, mine, epoch, true)?;
+        Ok(E::entries(&st.catalog).values().cloned().collect())
+    }
+
+    /// Create or replace by name, all or nothing (see [`Engine::ensure_events`]).
+    fn ensure_entries<E: Entry>(&self, configured: &[E]) -> Result<(), EngineError> {
+        self.run_catalog(|ipam, catalog| {
+            let mut seen = std::collections::BTreeSet::new();
+            for spec in configured {
+                spec.check(ipam)?;
+                if !seen.insert(spec.name()) {
+                    return Err(E::invalid(spec.name(), "name is given twice".to_string()));
+                }
+            }
+            let entries = E::entries(catalog);
+            let new = configured
+                .iter()
+                .filter(|c| !entries.contains_key(c.name()))
+                .count();
+            if new > 0 && entries.len() + new > E::MAX {
+                return Err(E::limit());
+            }
+            let changes = configured
+                .iter()
+                .filter(|c| entries.get(c.name()) != Some(*c))
+                .map(|c| c.clone().put())
+                .collect();
+            Ok(((), changes))
+        })
+    }
+
     /// Creates or replaces (by name) a scheduled external event, after checking it
     /// ([`ExternalEventSpec::validate`]) and that its scope names an existing subdivision (or is
     /// `"*"`). Returns the event it replaced, if any. Durable when it returns.
@@ -298,47 +381,19 @@ impl<S: Store> Engine<S> {
         &self,
         spec: ExternalEventSpec,
     ) -> Result<Option<ExternalEventSpec>, EngineError> {
-        self.run_events(|ipam, events| {
-            check_event(ipam, &spec)?;
-            if !events.contains_key(&spec.name) && events.len() >= MAX_EXTERNAL_EVENTS {
-                return Err(CoreError::Limit(format!(
-                    "at most {MAX_EXTERNAL_EVENTS} scheduled events; remove past ones first"
-                )));
-            }
-            let previous = events.get(&spec.name).cloned();
-            let changes = if previous.as_ref() == Some(&spec) {
-                Vec::new()
-            } else {
-                vec![Change::PutExternalEvent(spec)]
-            };
-            Ok((previous, changes))
-        })
+        self.put_entry(spec)
     }
 
     /// Deletes a scheduled external event; [`CoreError::UnknownEvent`] when there is none of
     /// that name. Returns the deleted event. Durable when it returns.
     pub fn delete_event(&self, name: &str) -> Result<ExternalEventSpec, EngineError> {
-        self.run_events(|_, events| {
-            let spec = events
-                .get(name)
-                .cloned()
-                .ok_or_else(|| CoreError::UnknownEvent(name.to_string()))?;
-            Ok((
-                spec,
-                vec![Change::DeleteExternalEvent {
-                    name: name.to_string(),
-                }],
-            ))
-        })
+        self.delete_entry(name)
     }
 
     /// Every scheduled external event, sorted by name (waits until everything it could observe
     /// is durable, like [`Engine::read`]).
     pub fn events(&self) -> Result<Vec<ExternalEventSpec>, EngineError> {
-        let st = self.lock();
-        let (mine, epoch) = (st.appended, st.epoch);
-        let st = self.wait_durable(st, mine, epoch, true)?;
-        Ok(st.events.values().cloned().collect())
+        self.list()
     }
 
     /// Makes the stored external events include the configured ones, **create or replace by
@@ -349,33 +404,62 @@ impl<S: Store> Engine<S> {
     /// duplicate names, scope naming an existing subdivision or `"*"`), and the changes commit
     /// in one batch. Call it after [`Engine::ensure_config`], so that the scopes exist.
     pub fn ensure_events(&self, configured: &[ExternalEventSpec]) -> Result<(), EngineError> {
-        self.run_events(|ipam, events| {
-            let mut seen = std::collections::BTreeSet::new();
-            for spec in configured {
-                check_event(ipam, spec)?;
-                if !seen.insert(spec.name.as_str()) {
-                    return Err(CoreError::InvalidEvent {
-                        name: spec.name.clone(),
-                        message: "name is given twice".to_string(),
-                    });
-                }
-            }
-            let new = configured
-                .iter()
-                .filter(|c| !events.contains_key(&c.name))
-                .count();
-            if new > 0 && events.len() + new > MAX_EXTERNAL_EVENTS {
-                return Err(CoreError::Limit(format!(
-                    "at most {MAX_EXTERNAL_EVENTS} scheduled events; remove past ones first"
-                )));
-            }
-            let changes = configured
-                .iter()
-                .filter(|c| events.get(&c.name) != Some(*c))
-                .map(|c| Change::PutExternalEvent(c.clone()))
-                .collect();
-            Ok(((), changes))
-        })
+        self.ensure_entries(configured)
+    }
+
+    /// Creates or replaces (by name) an application profile, after checking it
+    /// ([`Profile::validate`]). Returns the profile it replaced, if any; putting an identical one
+    /// commits nothing. At most [`MAX_PROFILES`] profiles. Durable when it returns.
+    pub fn put_profile(&self, profile: Profile) -> Result<Option<Profile>, EngineError> {
+        self.put_entry(profile)
+    }
+
+    /// Deletes an application profile; [`CoreError::UnknownProfile`] when there is none of that
+    /// name. Returns the deleted profile. Leases that name it keep their profile name. Durable
+    /// when it returns.
+    pub fn delete_profile(&self, name: &str) -> Result<Profile, EngineError> {
+        self.delete_entry(name)
+    }
+
+    /// Every application profile, sorted by name (waits until everything it could observe is
+    /// durable, like [`Engine::read`]).
+    pub fn profiles(&self) -> Result<Vec<Profile>, EngineError> {
+        self.list()
+    }
+
+    /// Makes the stored profiles include the configured ones, create or replace by name, all or
+    /// nothing; stored profiles the configuration does not name are kept. Same semantics as
+    /// [`Engine::ensure_events`].
+    pub fn ensure_profiles(&self, configured: &[Profile]) -> Result<(), EngineError> {
+        self.ensure_entries(configured)
+    }
+
+    /// Creates or replaces (by name) a router, after checking it ([`RouterSpec::validate`]) and
+    /// that every subdivision it lists exists. Returns the router it replaced, if any; putting an
+    /// identical one commits nothing. At most [`MAX_ROUTERS`] routers. Durable when it returns.
+    pub fn put_router(&self, router: RouterSpec) -> Result<Option<RouterSpec>, EngineError> {
+        self.put_entry(router)
+    }
+
+    /// Deletes a router; [`CoreError::UnknownRouter`] when there is none of that name. Returns
+    /// the deleted router. Subdivisions that list it in their `routers` keep the name. Durable
+    /// when it returns.
+    pub fn delete_router(&self, name: &str) -> Result<RouterSpec, EngineError> {
+        self.delete_entry(name)
+    }
+
+    /// Every router, sorted by name (waits until everything it could observe is durable, like
+    /// [`Engine::read`]).
+    pub fn routers(&self) -> Result<Vec<RouterSpec>, EngineError> {
+        self.list()
+    }
+
+    /// Makes the stored routers include the configured ones, create or replace by name, all or
+    /// nothing; stored routers the configuration does not name are kept. Same semantics as
+    /// [`Engine::ensure_events`]; call it after [`Engine::ensure_config`], so that the
+    /// subdivisions the routers list exist.
+    pub fn ensure_routers(&self, configured: &[RouterSpec]) -> Result<(), EngineError> {
+        self.ensure_entries(configured)
     }
 
     /// Makes the stored pools and subdivisions include the configured ones: missing ones are
@@ -437,28 +521,192 @@ impl<S: Store> Engine<S> {
     }
 }
 
-/// The scheduled external events of `store`, by name.
-fn load_events<S: Store>(store: &S) -> Result<BTreeMap<String, ExternalEventSpec>, StoreError> {
-    Ok(store
-        .external_events()?
-        .into_iter()
-        .map(|e| (e.name.clone(), e))
-        .collect())
+/// What the engine keeps beside the allocator, each kind by name, as committed or pending.
+struct Catalog {
+    events: BTreeMap<String, ExternalEventSpec>,
+    profiles: BTreeMap<String, Profile>,
+    routers: BTreeMap<String, RouterSpec>,
 }
 
-/// An event's own fields, and its scope: an existing subdivision or `"*"`.
-fn check_event(ipam: &Ipam, spec: &ExternalEventSpec) -> Result<(), CoreError> {
-    spec.validate()?;
-    if !spec.is_global() && !ipam.has_subdivision(&spec.scope) {
-        return Err(CoreError::InvalidEvent {
-            name: spec.name.clone(),
-            message: format!(
-                "scope = {:?}: unknown subdivision (use \"*\" for every subdivision)",
-                spec.scope
-            ),
-        });
+impl Catalog {
+    /// The catalog `store` holds.
+    fn load<S: Store>(store: &S) -> Result<Self, StoreError> {
+        fn by_name<E: Entry>(entries: Vec<E>) -> BTreeMap<String, E> {
+            entries
+                .into_iter()
+                .map(|e| (e.name().to_string(), e))
+                .collect()
+        }
+        Ok(Catalog {
+            events: by_name(store.external_events()?),
+            profiles: by_name(store.profiles()?),
+            routers: by_name(store.routers()?),
+        })
     }
-    Ok(())
+
+    /// Applies a catalog change (the allocator's own changes never come here).
+    fn apply(&mut self, change: &Change) {
+        match change {
+            Change::PutExternalEvent(e) => {
+                self.events.insert(e.name.clone(), e.clone());
+            }
+            Change::DeleteExternalEvent { name } => {
+                self.events.remove(name);
+            }
+            Change::PutProfile(p) => {
+                self.profiles.insert(p.name.clone(), p.clone());
+            }
+            Change::DeleteProfile { name } => {
+                self.profiles.remove(name);
+            }
+            Change::PutRouter(r) => {
+                self.routers.insert(r.name.clone(), r.clone());
+            }
+            Change::DeleteRouter { name } => {
+                self.routers.remove(name);
+            }
+            _ => unreachable!("only catalog changes are applied to the catalog"),
+        }
+    }
+}
+
+/// A kind of catalog record: named, kept in a map of the [`Catalog`], written to the store by its
+/// own put and delete changes.
+trait Entry: Clone + PartialEq {
+    /// Most records of the kind the engine keeps.
+    const MAX: usize;
+    fn name(&self) -> &str;
+    /// The records of the kind.
+    fn entries(catalog: &Catalog) -> &BTreeMap<String, Self>;
+    /// The record's own fields, and what it names in the allocator's state.
+    fn check(&self, ipam: &Ipam) -> Result<(), CoreError>;
+    fn put(self) -> Change;
+    fn delete(name: String) -> Change;
+    /// No record of that name.
+    fn unknown(name: &str) -> CoreError;
+    /// The record `name` is refused; `message` says why.
+    fn invalid(name: &str, message: String) -> CoreError;
+    /// There would be more than [`Entry::MAX`].
+    fn limit() -> CoreError;
+}
+
+impl Entry for ExternalEventSpec {
+    const MAX: usize = MAX_EXTERNAL_EVENTS;
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn entries(catalog: &Catalog) -> &BTreeMap<String, Self> {
+        &catalog.events
+    }
+    /// An event's own fields, and its scope: an existing subdivision or `"*"`.
+    fn check(&self, ipam: &Ipam) -> Result<(), CoreError> {
+        self.validate()?;
+        if !self.is_global() && !ipam.has_subdivision(&self.scope) {
+            return Err(Self::invalid(
+                &self.name,
+                format!(
+                    "scope = {:?}: unknown subdivision (use \"*\" for every subdivision)",
+                    self.scope
+                ),
+            ));
+        }
+        Ok(())
+    }
+    fn put(self) -> Change {
+        Change::PutExternalEvent(self)
+    }
+    fn delete(name: String) -> Change {
+        Change::DeleteExternalEvent { name }
+    }
+    fn unknown(name: &str) -> CoreError {
+        CoreError::UnknownEvent(name.to_string())
+    }
+    fn invalid(name: &str, message: String) -> CoreError {
+        CoreError::InvalidEvent {
+            name: name.to_string(),
+            message,
+        }
+    }
+    fn limit() -> CoreError {
+        CoreError::Limit(format!(
+            "at most {MAX_EXTERNAL_EVENTS} scheduled events; remove past ones first"
+        ))
+    }
+}
+
+impl Entry for Profile {
+    const MAX: usize = MAX_PROFILES;
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn entries(catalog: &Catalog) -> &BTreeMap<String, Self> {
+        &catalog.profiles
+    }
+    fn check(&self, _: &Ipam) -> Result<(), CoreError> {
+        self.validate()
+    }
+    fn put(self) -> Change {
+        Change::PutProfile(self)
+    }
+    fn delete(name: String) -> Change {
+        Change::DeleteProfile { name }
+    }
+    fn unknown(name: &str) -> CoreError {
+        CoreError::UnknownProfile(name.to_string())
+    }
+    fn invalid(name: &str, message: String) -> CoreError {
+        CoreError::InvalidProfile {
+            name: name.to_string(),
+            message,
+        }
+    }
+    fn limit() -> CoreError {
+        CoreError::Limit(format!(
+            "at most {MAX_PROFILES} application profiles (the most distinct profiles leases can \
+             name); remove unused ones first"
+        ))
+    }
+}
+
+impl Entry for RouterSpec {
+    const MAX: usize = MAX_ROUTERS;
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn entries(catalog: &Catalog) -> &BTreeMap<String, Self> {
+        &catalog.routers
+    }
+    /// A router's own fields, and the subdivisions it lists: existing ones.
+    fn check(&self, ipam: &Ipam) -> Result<(), CoreError> {
+        self.validate()?;
+        if let Some(missing) = self.subdivisions.iter().find(|s| !ipam.has_subdivision(s)) {
+            return Err(Self::invalid(
+                &self.name,
+                format!("subdivisions = {missing:?}: unknown subdivision"),
+            ));
+        }
+        Ok(())
+    }
+    fn put(self) -> Change {
+        Change::PutRouter(self)
+    }
+    fn delete(name: String) -> Change {
+        Change::DeleteRouter { name }
+    }
+    fn unknown(name: &str) -> CoreError {
+        CoreError::UnknownRouter(name.to_string())
+    }
+    fn invalid(name: &str, message: String) -> CoreError {
+        CoreError::InvalidRouter {
+            name: name.to_string(),
+            message,
+        }
+    }
+    fn limit() -> CoreError {
+        CoreError::Limit(format!(
+            "at most {MAX_ROUTERS} routers; remove unused ones first"
+        ))
+    }
 }
 
 /// `field: stored X, configured Y` for every top-level field that differs.

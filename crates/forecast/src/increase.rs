@@ -47,6 +47,39 @@ impl IncreaseConfig {
             43200.0, 86400.0,
         ]
     }
+
+    /// The two windows a predictive shard manager looks at, at a lead time of `lead` seconds
+    /// (from a shard's reservation until routers announce it) and a grid of `step` seconds:
+    /// horizon 0 for claims, `[0, lead + step)` (or `[lead, lead + step)` with
+    /// `claim_from_lead`: only what a shard claimed now can serve); horizon 1 for releases,
+    /// `[0, max(keep_horizon, lead + step))`. Candidate periods: [`Self::default_periods`].
+    pub fn for_lead(
+        lead: f64,
+        step: f64,
+        keep_horizon: f64,
+        days: usize,
+        recent: usize,
+        repeats: usize,
+        claim_from_lead: bool,
+    ) -> IncreaseConfig {
+        IncreaseConfig {
+            step,
+            horizons: vec![
+                Horizon {
+                    start: if claim_from_lead { lead } else { 0.0 },
+                    end: lead + step,
+                },
+                Horizon {
+                    start: 0.0,
+                    end: keep_horizon.max(lead + step),
+                },
+            ],
+            days,
+            recent,
+            periods: IncreaseConfig::default_periods(),
+            repeats,
+        }
+    }
 }
 
 /// A window `[start, end)` seconds after a decision time.
@@ -174,6 +207,26 @@ impl IncreaseForecaster {
     /// The alive count after the events observed so far.
     pub fn alive(&self) -> i64 {
         self.alive
+    }
+
+    /// The start of the grid (decision time of index 0).
+    pub fn origin(&self) -> f64 {
+        self.origin
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &IncreaseConfig {
+        &self.cfg
+    }
+
+    /// The realised increase at grid index `i` over horizon number `h`, as seen at grid index
+    /// `now_ix`: `None` while the window `[origin + i·step + start, origin + i·step + end)` has
+    /// not ended by `origin + now_ix·step` (so it reads nothing at or after `now_ix` either). It
+    /// is the value [`Self::forecast`] takes as a sample: a forecast made at `i` can be scored
+    /// against it once it is known.
+    pub fn realised(&mut self, h: usize, i: usize, now_ix: usize) -> Option<f64> {
+        let end = self.time_of(i) + self.cfg.horizons[h].end;
+        (end <= self.time_of(now_ix)).then(|| self.increase(h, i))
     }
 
     fn time_of(&self, i: usize) -> f64 {

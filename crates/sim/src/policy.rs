@@ -2,7 +2,7 @@
 
 use std::str::FromStr;
 
-use cidrcast_forecast::increase::{Horizon, IncreaseConfig};
+use cidrcast_forecast::increase::IncreaseConfig;
 
 use crate::SimError;
 
@@ -281,23 +281,15 @@ impl Policy {
         else {
             return None;
         };
-        Some(IncreaseConfig {
-            step: tick,
-            horizons: vec![
-                Horizon {
-                    start: if claim_from_lead { lead } else { 0.0 },
-                    end: lead + tick,
-                },
-                Horizon {
-                    start: 0.0,
-                    end: keep_horizon.max(lead + tick),
-                },
-            ],
-            days: days as usize,
-            recent: recent as usize,
-            periods: IncreaseConfig::default_periods(),
-            repeats: repeats as usize,
-        })
+        Some(IncreaseConfig::for_lead(
+            lead,
+            tick,
+            keep_horizon,
+            days as usize,
+            recent as usize,
+            repeats as usize,
+            claim_from_lead,
+        ))
     }
 
     /// Seconds a shard must have been empty before a pool policy may release it.

@@ -13,14 +13,17 @@
 //! (for an in-memory store, the identity). Each case is also a public function, for a backend that
 //! wants to run them one by one (e.g. one `#[test]` each). Cases panic with a message on failure.
 //!
-//! The fixture constructors ([`pool`], [`lease`], [`event`], ...) are public too, for backend
+//! The fixture constructors ([`pool`], [`lease`], [`event`], [`profile`], [`router`], ...) are
+//! public too, for backend
 //! specific tests (crash tests, benchmarks).
 
 use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
 
 use cidrcast_core::model::{
-    Change, CoolingRecord, EventKind, ExternalEventSpec, HomeRecord, LeaseRecord, PoolSpec, Reason,
-    ShardRecord, ShardState, Snapshot, SubdivisionSpec, Transition, VmEvent,
+    Change, CoolingRecord, EventKind, ExternalEventSpec, Flavor, HomeRecord, LeaseRecord, Neighbor,
+    PoolSpec, Profile, Reason, RouterSpec, ShardRecord, ShardState, Snapshot, SubdivisionSpec,
+    Transition, VmEvent,
 };
 use ipnet::{IpNet, Ipv4Net};
 
@@ -39,8 +42,10 @@ pub fn run_all<S: Store>(mut make: impl FnMut() -> S, mut reopen: impl FnMut(S) 
     large_batch(&make());
     concurrent_commits(&make());
     external_events(&make());
+    profiles_and_routers(&make());
     reopen_preserves_everything(make(), &mut reopen);
     external_events_survive_reopen(make(), &mut reopen);
+    profiles_and_routers_survive_reopen(make(), &mut reopen);
     shards_of_several_sizes_survive_reopen(make(), &mut reopen);
 }
 
@@ -160,6 +165,41 @@ pub fn external_event(name: &str, scope: &str, start: f64, end: f64) -> External
     }
 }
 
+/// An application profile `name` of 2 vCPUs, 4 GiB and 100 Mbit/s.
+pub fn profile(name: &str) -> Profile {
+    Profile {
+        name: name.to_string(),
+        vcpus: 2,
+        memory_gib: 4.0,
+        network_mbps: 100.0,
+        description: Some(format!("profile {name}")),
+    }
+}
+
+/// An FRR router `name` in AS 64512 with router id 192.0.2.1, one IPv4 and one IPv6 neighbor,
+/// announcing subdivision `s1`, with a configuration path and a reload command.
+pub fn router(name: &str) -> RouterSpec {
+    RouterSpec {
+        name: name.to_string(),
+        flavor: Flavor::Frr,
+        router_id: Ipv4Addr::new(192, 0, 2, 1),
+        asn: 64512,
+        neighbors: vec![
+            Neighbor {
+                address: "192.0.2.2".parse().expect("address"),
+                asn: 64513,
+            },
+            Neighbor {
+                address: "2001:db8::2".parse().expect("address"),
+                asn: 4_200_000_000,
+            },
+        ],
+        subdivisions: vec!["s1".to_string()],
+        config_path: Some(PathBuf::from(format!("/etc/frr/{name}.conf"))),
+        reload_command: Some("systemctl reload frr".to_string()),
+    }
+}
+
 fn net(s: &str) -> IpNet {
     s.parse().expect("valid prefix")
 }
@@ -191,6 +231,14 @@ fn all_external<S: Store>(store: &S) -> Vec<ExternalEventSpec> {
     store.external_events().expect("external events")
 }
 
+fn all_profiles<S: Store>(store: &S) -> Vec<Profile> {
+    store.profiles().expect("profiles")
+}
+
+fn all_routers<S: Store>(store: &S) -> Vec<RouterSpec> {
+    store.routers().expect("routers")
+}
+
 // ---------------------------------------------------------------------------------------------
 // Cases.
 
@@ -201,6 +249,8 @@ pub fn empty_store<S: Store>(store: &S) {
     assert!(all_events(store).is_empty());
     assert!(all_transitions(store).is_empty());
     assert!(all_external(store).is_empty());
+    assert!(all_profiles(store).is_empty());
+    assert!(all_routers(store).is_empty());
     // An empty batch is a no-op.
     commit(store, &[]);
     assert_eq!(load(store), Snapshot::default());
@@ -830,6 +880,295 @@ pub fn external_events_survive_reopen<S: Store>(store: S, reopen: &mut impl FnMu
     );
     let store = reopen(store);
     assert_eq!(all_external(&store), vec![b], "a delete survives a reopen");
+}
+
+/// Application profiles and routers: puts (create or replace by name), deletes (of missing names
+/// too), order by name, changes applied in order, atomicity with the other changes of a batch;
+/// they stay out of the snapshot and apart from each other and from the external events.
+pub fn profiles_and_routers<S: Store>(store: &S) {
+    let web = profile("web");
+    let db = Profile {
+        vcpus: 16,
+        memory_gib: 128.5,
+        network_mbps: 0.0,
+        description: None,
+        ..profile("db")
+    };
+    let edge = router("edge");
+    let core = RouterSpec {
+        flavor: Flavor::Bird,
+        neighbors: Vec::new(),
+        subdivisions: Vec::new(),
+        config_path: None,
+        reload_command: None,
+        ..router("core")
+    };
+    // With other changes, in one batch; a profile and a router of the same name are apart.
+    commit(
+        store,
+        &[
+            Change::PutLease(lease(1)),
+            Change::PutProfile(web.clone()),
+            Change::PutRouter(edge.clone()),
+            Change::Event(event(1)),
+            Change::PutProfile(db.clone()),
+            Change::PutRouter(core.clone()),
+            Change::PutProfile(profile("edge")),
+            Change::PutExternalEvent(external_event("web", "*", 1.0, 2.0)),
+        ],
+    );
+    assert_eq!(
+        all_profiles(store),
+        vec![db.clone(), profile("edge"), web.clone()],
+        "profiles sorted by name"
+    );
+    assert_eq!(
+        all_routers(store),
+        vec![core.clone(), edge.clone()],
+        "routers sorted by name"
+    );
+    let snapshot = load(store);
+    assert_eq!(snapshot.leases, vec![lease(1)]);
+    assert!(snapshot.pools.is_empty() && snapshot.subdivisions.is_empty());
+    let counts = store.counts().expect("counts");
+    assert_eq!(
+        (counts.leases, counts.events),
+        (1, 1),
+        "profiles and routers are not counted"
+    );
+
+    // Overwrite by name, delete, delete of a missing name; a put then a delete in one batch leaves
+    // nothing, a delete then a put leaves the put; deleting a router leaves the profile of that
+    // name (and the external event) alone.
+    let web2 = Profile {
+        vcpus: 4,
+        network_mbps: 2500.0,
+        description: Some("web, bigger".to_string()),
+        ..web.clone()
+    };
+    let edge2 = RouterSpec {
+        asn: 65000,
+        subdivisions: vec!["s1".to_string(), "s2".to_string()],
+        reload_command: None,
+        ..edge.clone()
+    };
+    commit(
+        store,
+        &[
+            Change::PutProfile(web2.clone()),
+            Change::PutRouter(edge2.clone()),
+            Change::DeleteProfile {
+                name: "db".to_string(),
+            },
+            Change::DeleteRouter {
+                name: "core".to_string(),
+            },
+            Change::DeleteProfile {
+                name: "never-stored".to_string(),
+            },
+            Change::DeleteRouter {
+                name: "never-stored".to_string(),
+            },
+            Change::PutProfile(profile("flash")),
+            Change::DeleteProfile {
+                name: "flash".to_string(),
+            },
+            Change::PutRouter(router("flash")),
+            Change::DeleteRouter {
+                name: "flash".to_string(),
+            },
+            Change::DeleteProfile {
+                name: "batch".to_string(),
+            },
+            Change::PutProfile(profile("batch")),
+            Change::DeleteRouter {
+                name: "batch".to_string(),
+            },
+            Change::PutRouter(router("batch")),
+            Change::DeleteRouter {
+                name: "web".to_string(),
+            },
+        ],
+    );
+    assert_eq!(
+        all_profiles(store),
+        vec![profile("batch"), profile("edge"), web2.clone()]
+    );
+    assert_eq!(all_routers(store), vec![router("batch"), edge2.clone()]);
+    assert_eq!(
+        all_external(store),
+        vec![external_event("web", "*", 1.0, 2.0)]
+    );
+    assert_eq!(
+        load(store),
+        snapshot,
+        "profiles and routers are not in the snapshot"
+    );
+
+    // A failed batch leaves them as they were.
+    let (profiles_before, routers_before) = (all_profiles(store), all_routers(store));
+    let bad_lease = LeaseRecord {
+        created: f64::NAN,
+        ..lease(2)
+    };
+    let err = store
+        .commit(&[
+            Change::PutProfile(profile("new")),
+            Change::DeleteProfile {
+                name: "web".to_string(),
+            },
+            Change::PutRouter(router("new")),
+            Change::DeleteRouter {
+                name: "edge".to_string(),
+            },
+            Change::PutLease(bad_lease),
+        ])
+        .expect_err("a batch holding a NaN time must be refused");
+    assert!(matches!(err, StoreError::Invalid { .. }), "{err:?}");
+    assert_eq!(
+        all_profiles(store),
+        profiles_before,
+        "nothing of a failed batch is visible"
+    );
+    assert_eq!(all_routers(store), routers_before);
+
+    // Every number of a profile is checked; the other changes of the batch are not applied.
+    let non_finite = [
+        Profile {
+            memory_gib: f64::NAN,
+            ..web.clone()
+        },
+        Profile {
+            memory_gib: f64::INFINITY,
+            ..web.clone()
+        },
+        Profile {
+            network_mbps: f64::NEG_INFINITY,
+            ..web.clone()
+        },
+    ];
+    for bad in non_finite {
+        let batch = [
+            Change::DeleteRouter {
+                name: "edge".to_string(),
+            },
+            Change::PutLease(lease(3)),
+            Change::PutProfile(bad),
+        ];
+        let err = store
+            .commit(&batch)
+            .expect_err("non-finite number accepted");
+        assert!(matches!(err, StoreError::Invalid { .. }), "{err:?}");
+        let message = err.to_string();
+        assert!(message.contains("profiles record web"), "{message}");
+        assert!(message.contains("must be finite"), "{message}");
+    }
+    // A configuration path JSON cannot hold is refused by every backend alike.
+    #[cfg(unix)]
+    {
+        use std::os::unix::ffi::OsStrExt;
+        let bad = RouterSpec {
+            config_path: Some(PathBuf::from(std::ffi::OsStr::from_bytes(
+                b"/etc/\xff.conf",
+            ))),
+            ..router("edge")
+        };
+        let err = store
+            .commit(&[Change::PutProfile(profile("new")), Change::PutRouter(bad)])
+            .expect_err("a non-UTF-8 path accepted");
+        assert!(matches!(err, StoreError::Invalid { .. }), "{err:?}");
+        assert!(err.to_string().contains("routers record edge"), "{err}");
+    }
+    assert_eq!(all_profiles(store), profiles_before);
+    assert_eq!(all_routers(store), routers_before);
+    assert_eq!(load(store), snapshot);
+
+    // Numbers load back bit for bit, and every field of a router comes back.
+    let precise = Profile {
+        memory_gib: 0.1 + 0.2,
+        network_mbps: 1.0715660391465826e-75,
+        ..web.clone()
+    };
+    let full = RouterSpec {
+        asn: u32::MAX,
+        neighbors: vec![
+            Neighbor {
+                address: "fe80::1".parse().expect("address"),
+                asn: 1,
+            },
+            Neighbor {
+                address: "198.51.100.7".parse().expect("address"),
+                asn: u32::MAX,
+            },
+        ],
+        config_path: Some(PathBuf::from("relative/bird \"quoted\".conf")),
+        reload_command: Some("birdc configure && echo 'done'".to_string()),
+        flavor: Flavor::Bird,
+        ..edge.clone()
+    };
+    commit(
+        store,
+        &[
+            Change::PutProfile(precise.clone()),
+            Change::PutRouter(full.clone()),
+        ],
+    );
+    let got = all_profiles(store);
+    let stored = got.iter().find(|p| p.name == "web").expect("web");
+    assert_eq!(stored.memory_gib.to_bits(), precise.memory_gib.to_bits());
+    assert_eq!(
+        stored.network_mbps.to_bits(),
+        precise.network_mbps.to_bits()
+    );
+    assert_eq!(
+        all_routers(store).into_iter().find(|r| r.name == "edge"),
+        Some(full)
+    );
+}
+
+/// Application profiles and routers survive a reopen and can still be changed after it.
+pub fn profiles_and_routers_survive_reopen<S: Store>(store: S, reopen: &mut impl FnMut(S) -> S) {
+    commit(
+        &store,
+        &[
+            Change::PutPool(pool("v4", "10.0.0.0/16")),
+            Change::PutProfile(profile("b")),
+            Change::PutProfile(profile("a")),
+            Change::PutRouter(router("r2")),
+            Change::PutRouter(router("r1")),
+        ],
+    );
+    let store = reopen(store);
+    assert_eq!(
+        all_profiles(&store),
+        vec![profile("a"), profile("b")],
+        "profiles after reopen"
+    );
+    assert_eq!(
+        all_routers(&store),
+        vec![router("r1"), router("r2")],
+        "routers after reopen"
+    );
+    assert_eq!(load(&store).pools.len(), 1);
+    let b2 = Profile {
+        vcpus: 8,
+        ..profile("b")
+    };
+    commit(
+        &store,
+        &[
+            Change::DeleteProfile {
+                name: "a".to_string(),
+            },
+            Change::PutProfile(b2.clone()),
+            Change::DeleteRouter {
+                name: "r2".to_string(),
+            },
+        ],
+    );
+    let store = reopen(store);
+    assert_eq!(all_profiles(&store), vec![b2], "changes survive a reopen");
+    assert_eq!(all_routers(&store), vec![router("r1")]);
 }
 
 /// Reopening preserves everything, and the logs continue their numbering.

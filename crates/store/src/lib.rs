@@ -7,7 +7,9 @@
 //! numbered by the store with sequence numbers starting at 1. Scheduled external events
 //! ([`ExternalEventSpec`], written by [`Change::PutExternalEvent`] / [`Change::DeleteExternalEvent`])
 //! are kept in a table of their own, keyed by name, outside the [`Snapshot`]; read them with
-//! [`Store::external_events`].
+//! [`Store::external_events`]. So are application profiles ([`Profile`], [`Change::PutProfile`] /
+//! [`Change::DeleteProfile`], read with [`Store::profiles`]) and routers ([`RouterSpec`],
+//! [`Change::PutRouter`] / [`Change::DeleteRouter`], read with [`Store::routers`]).
 //!
 //! Backends:
 //! * [`RedbStore`]: the embedded default, one [redb](https://docs.rs/redb) file `cidrcast.redb` in a
@@ -22,15 +24,18 @@
 //!   nothing); puts overwrite; deletes of missing keys are no-ops.
 //! * A batch is all or nothing: after `Err`, no change of it is visible and no sequence number was
 //!   consumed.
-//! * Times (and the numbers of external events) must be finite: a record holding a NaN or
-//!   infinite one is refused with [`StoreError::Invalid`] (JSON cannot represent it, so it could
-//!   not be loaded back).
+//! * Times (and the numbers of external events and profiles) must be finite, and a router's
+//!   `config_path` valid UTF-8: a record holding a NaN or infinite number, or such a path, is
+//!   refused with [`StoreError::Invalid`] (JSON cannot represent it, so it could not be loaded
+//!   back).
 //! * Group commit is the caller's job: one `commit` call is one transaction (one fsync in
 //!   [`RedbStore`]), whatever the size of the batch.
 
 use std::sync::Arc;
 
-use cidrcast_core::model::{Change, ExternalEventSpec, Snapshot, Transition, VmEvent};
+use cidrcast_core::model::{
+    Change, ExternalEventSpec, Profile, RouterSpec, Snapshot, Transition, VmEvent,
+};
 
 pub mod conformance;
 mod error;
@@ -77,6 +82,12 @@ pub trait Store: Send + Sync + 'static {
 
     /// Every scheduled external event, sorted by name (empty when none was ever stored).
     fn external_events(&self) -> Result<Vec<ExternalEventSpec>, StoreError>;
+
+    /// Every application profile, sorted by name (empty when none was ever stored).
+    fn profiles(&self) -> Result<Vec<Profile>, StoreError>;
+
+    /// Every router, sorted by name (empty when none was ever stored).
+    fn routers(&self) -> Result<Vec<RouterSpec>, StoreError>;
 }
 
 macro_rules! forward_store {
@@ -104,6 +115,12 @@ macro_rules! forward_store {
             fn external_events(&self) -> Result<Vec<ExternalEventSpec>, StoreError> {
                 (**self).external_events()
             }
+            fn profiles(&self) -> Result<Vec<Profile>, StoreError> {
+                (**self).profiles()
+            }
+            fn routers(&self) -> Result<Vec<RouterSpec>, StoreError> {
+                (**self).routers()
+            }
         }
     )*};
 }
@@ -122,12 +139,16 @@ pub(crate) mod table {
     pub const TRANSITIONS: &str = "transitions";
     pub const META: &str = "meta";
     pub const EXTERNAL_EVENTS: &str = "external_events";
+    pub const PROFILES: &str = "profiles";
+    pub const ROUTERS: &str = "routers";
 }
 
 /// Refuses changes that could not be stored and loaded back faithfully.
 pub(crate) fn validate(change: &Change) -> Result<(), StoreError> {
+    /// `value` must be finite; `what` is `times` or `numbers`, for the message.
     fn finite(
         value: f64,
+        what: &str,
         table: &'static str,
         field: &str,
         key: impl FnOnce() -> String,
@@ -135,10 +156,6 @@ pub(crate) fn validate(change: &Change) -> Result<(), StoreError> {
         if value.is_finite() {
             Ok(())
         } else {
-            let what = match field {
-                "extra_vms" | "multiplier" => "numbers",
-                _ => "times",
-            };
             Err(StoreError::Invalid {
                 table,
                 key: key(),
@@ -146,32 +163,64 @@ pub(crate) fn validate(change: &Change) -> Result<(), StoreError> {
             })
         }
     }
+    fn time(
+        value: f64,
+        table: &'static str,
+        field: &str,
+        key: impl FnOnce() -> String,
+    ) -> Result<(), StoreError> {
+        finite(value, "times", table, field, key)
+    }
+    fn number(
+        value: f64,
+        table: &'static str,
+        field: &str,
+        key: impl FnOnce() -> String,
+    ) -> Result<(), StoreError> {
+        finite(value, "numbers", table, field, key)
+    }
     match change {
-        Change::PutShard(s) => finite(s.since, table::SHARDS, "since", || {
+        Change::PutShard(s) => time(s.since, table::SHARDS, "since", || {
             format!("({}, {})", s.pool, s.prefix)
         }),
-        Change::PutLease(l) => finite(l.created, table::LEASES, "created", || l.vm_id.clone()),
-        Change::PutCooling(c) => finite(c.until, table::COOLING, "until", || {
+        Change::PutLease(l) => time(l.created, table::LEASES, "created", || l.vm_id.clone()),
+        Change::PutCooling(c) => time(c.until, table::COOLING, "until", || {
             format!("({}, {})", c.pool, c.address)
         }),
-        Change::Transition(t) => finite(t.time, table::TRANSITIONS, "time", || {
+        Change::Transition(t) => time(t.time, table::TRANSITIONS, "time", || {
             format!("({}, {}) at the next seq", t.pool, t.prefix)
         }),
-        Change::Event(e) => finite(e.time, table::EVENTS, "time", || {
+        Change::Event(e) => time(e.time, table::EVENTS, "time", || {
             format!("{} {} at the next seq", e.kind, e.vm_id)
         }),
         Change::PutExternalEvent(e) => {
             let key = || e.name.clone();
-            finite(e.start, table::EXTERNAL_EVENTS, "start", key)?;
-            finite(e.end, table::EXTERNAL_EVENTS, "end", key)?;
+            time(e.start, table::EXTERNAL_EVENTS, "start", key)?;
+            time(e.end, table::EXTERNAL_EVENTS, "end", key)?;
             if let Some(x) = e.extra_vms {
-                finite(x, table::EXTERNAL_EVENTS, "extra_vms", key)?;
+                number(x, table::EXTERNAL_EVENTS, "extra_vms", key)?;
             }
             if let Some(m) = e.multiplier {
-                finite(m, table::EXTERNAL_EVENTS, "multiplier", key)?;
+                number(m, table::EXTERNAL_EVENTS, "multiplier", key)?;
             }
             Ok(())
         }
+        Change::PutProfile(p) => {
+            let key = || p.name.clone();
+            number(p.memory_gib, table::PROFILES, "memory_gib", key)?;
+            number(p.network_mbps, table::PROFILES, "network_mbps", key)
+        }
+        Change::PutRouter(r) => match &r.config_path {
+            Some(path) if path.to_str().is_none() => Err(StoreError::Invalid {
+                table: table::ROUTERS,
+                key: r.name.clone(),
+                reason: format!(
+                    "config_path {} is not valid UTF-8, which JSON cannot hold",
+                    path.display()
+                ),
+            }),
+            _ => Ok(()),
+        },
         Change::PutPool(_)
         | Change::DeletePool { .. }
         | Change::PutSubdivision(_)
@@ -181,6 +230,8 @@ pub(crate) fn validate(change: &Change) -> Result<(), StoreError> {
         | Change::DeleteShard { .. }
         | Change::DeleteLease { .. }
         | Change::DeleteCooling { .. }
-        | Change::DeleteExternalEvent { .. } => Ok(()),
+        | Change::DeleteExternalEvent { .. }
+        | Change::DeleteProfile { .. }
+        | Change::DeleteRouter { .. } => Ok(()),
     }
 }

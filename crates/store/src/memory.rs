@@ -6,8 +6,8 @@ use std::ops::Bound;
 use std::sync::{Mutex, MutexGuard};
 
 use cidrcast_core::model::{
-    Change, CoolingRecord, ExternalEventSpec, HomeRecord, LeaseRecord, PoolSpec, ShardRecord,
-    Snapshot, SubdivisionSpec, Transition, VmEvent,
+    Change, CoolingRecord, ExternalEventSpec, HomeRecord, LeaseRecord, PoolSpec, Profile,
+    RouterSpec, ShardRecord, Snapshot, SubdivisionSpec, Transition, VmEvent,
 };
 use ipnet::IpNet;
 
@@ -33,6 +33,8 @@ struct Inner {
     events: BTreeMap<u64, VmEvent>,
     transitions: BTreeMap<u64, Transition>,
     external_events: BTreeMap<String, ExternalEventSpec>,
+    profiles: BTreeMap<String, Profile>,
+    routers: BTreeMap<String, RouterSpec>,
     /// Last sequence numbers handed out (0: none yet).
     last_event: u64,
     last_transition: u64,
@@ -151,6 +153,18 @@ impl Store for MemoryStore {
                 Change::DeleteExternalEvent { name } => {
                     inner.external_events.remove(name);
                 }
+                Change::PutProfile(p) => {
+                    inner.profiles.insert(p.name.clone(), p.clone());
+                }
+                Change::DeleteProfile { name } => {
+                    inner.profiles.remove(name);
+                }
+                Change::PutRouter(r) => {
+                    inner.routers.insert(r.name.clone(), r.clone());
+                }
+                Change::DeleteRouter { name } => {
+                    inner.routers.remove(name);
+                }
             }
         }
         inner.commits += 1;
@@ -177,5 +191,13 @@ impl Store for MemoryStore {
 
     fn external_events(&self) -> Result<Vec<ExternalEventSpec>, StoreError> {
         Ok(self.lock().external_events.values().cloned().collect())
+    }
+
+    fn profiles(&self) -> Result<Vec<Profile>, StoreError> {
+        Ok(self.lock().profiles.values().cloned().collect())
+    }
+
+    fn routers(&self) -> Result<Vec<RouterSpec>, StoreError> {
+        Ok(self.lock().routers.values().cloned().collect())
     }
 }

@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use cidrcast_core::model::{Change, ExternalEventSpec, Snapshot, Transition, VmEvent};
+use cidrcast_core::model::{
+    Change, ExternalEventSpec, Profile, RouterSpec, Snapshot, Transition, VmEvent,
+};
 use redb::{
     Builder, Database, DatabaseError, Key, ReadTransaction, ReadableDatabase, ReadableTable,
     ReadableTableMetadata, Table, TableDefinition, TableError, TableHandle, WriteTransaction,
@@ -40,6 +42,8 @@ const EVENTS: TableDefinition<u64, Json> = TableDefinition::new(name::EVENTS);
 const TRANSITIONS: TableDefinition<u64, Json> = TableDefinition::new(name::TRANSITIONS);
 const META: TableDefinition<&str, u64> = TableDefinition::new(name::META);
 const EXTERNAL_EVENTS: TableDefinition<&str, Json> = TableDefinition::new(name::EXTERNAL_EVENTS);
+const PROFILES: TableDefinition<&str, Json> = TableDefinition::new(name::PROFILES);
+const ROUTERS: TableDefinition<&str, Json> = TableDefinition::new(name::ROUTERS);
 
 /// Tuning of a [`RedbStore`].
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -84,14 +88,17 @@ impl Default for RedbOptions {
 /// | `transitions`  | `u64` seq (from 1)                    | `Transition` json     |
 /// | `meta`         | `&str`                                | `u64`                 |
 /// | `external_events` | `&str` event name                  | `ExternalEventSpec` json |
+/// | `profiles`     | `&str` profile name                   | `Profile` json        |
+/// | `routers`      | `&str` router name                    | `RouterSpec` json     |
 ///
 /// `meta` holds `schema_version` (checked on open), `next_event_seq` and `next_transition_seq`
 /// (the seq the next appended entry gets; both start at 1). Every table is created, and `meta`
 /// filled, by the first open, in one transaction.
 ///
-/// `external_events` came after the first release of schema version 1 and is compatible with it:
-/// a database laid out without it opens as is, reads of it return nothing, and the first commit
-/// that puts or deletes an external event creates it (in that commit's transaction).
+/// `external_events`, `profiles` and `routers` came after the first release of schema version 1
+/// and are compatible with it: a database laid out without one of them opens as is, reads of it
+/// return nothing, and the first commit that puts or deletes a record of its kind creates it (in
+/// that commit's transaction).
 pub struct RedbStore {
     db: Database,
     path: PathBuf,
@@ -255,6 +262,8 @@ impl RedbStore {
             self.open_write(&txn, EVENTS)?;
             self.open_write(&txn, TRANSITIONS)?;
             self.open_write(&txn, EXTERNAL_EVENTS)?;
+            self.open_write(&txn, PROFILES)?;
+            self.open_write(&txn, ROUTERS)?;
             let mut meta = self.open_write(&txn, META)?;
             for (key, value) in [
                 (META_SCHEMA, SCHEMA_VERSION),
@@ -275,6 +284,40 @@ impl RedbStore {
     ) -> Result<Table<'txn, K, V>, StoreError> {
         txn.open_table(def)
             .map_err(|e| self.fail(format!("open table {} for writing", def.name()), e))
+    }
+
+    /// The table in `slot`, opened for writing (and created, in a database laid out before it
+    /// existed) on first use.
+    fn open_lazily<'s, 'txn>(
+        &self,
+        slot: &'s mut Option<Table<'txn, &'static str, Json>>,
+        txn: &'txn WriteTransaction,
+        def: TableDefinition<&'static str, Json>,
+    ) -> Result<&'s mut Table<'txn, &'static str, Json>, StoreError> {
+        let table = match slot.take() {
+            Some(table) => table,
+            None => self.open_write(txn, def)?,
+        };
+        Ok(slot.insert(table))
+    }
+
+    /// Every record of a name-keyed table that may be missing (a database laid out before it
+    /// existed has none: that is no record, not an error), sorted by name.
+    fn read_catalog<T: DeserializeOwned>(
+        &self,
+        def: TableDefinition<&'static str, Json>,
+        table_name: &'static str,
+    ) -> Result<Vec<T>, StoreError> {
+        let rtxn = self.begin_read()?;
+        match rtxn.open_table(def) {
+            Err(TableError::TableDoesNotExist(_)) => Ok(Vec::new()),
+            Err(e) => Err(self.fail(format!("open table {table_name}"), e)),
+            Ok(table) => {
+                drop(table);
+                // Keys are names; redb orders `&str` keys bytewise, as `String`'s `Ord` does.
+                self.read_all(&rtxn, def, table_name)
+            }
+        }
     }
 
     fn meta_value(
@@ -357,8 +400,9 @@ impl RedbStore {
         let first_event = self.next_seq(&meta, META_NEXT_EVENT)?;
         let first_transition = self.next_seq(&meta, META_NEXT_TRANSITION)?;
         let (mut next_event, mut next_transition) = (first_event, first_transition);
-        // Opened (created, in a database laid out before it existed) only when a change needs it.
-        let mut external = None;
+        // Opened (created, in a database laid out before they existed) only when a change needs
+        // them.
+        let (mut external, mut profiles, mut routers) = (None, None, None);
 
         for change in batch {
             // Validated one by one while writing, so that a refused change genuinely rolls back
@@ -429,18 +473,28 @@ impl RedbStore {
                     next_event += 1;
                 }
                 Change::PutExternalEvent(e) => {
-                    let table = match &mut external {
-                        Some(t) => t,
-                        None => external.insert(self.open_write(txn, EXTERNAL_EVENTS)?),
-                    };
+                    let table = self.open_lazily(&mut external, txn, EXTERNAL_EVENTS)?;
                     self.put(table, name::EXTERNAL_EVENTS, e.name.as_str(), e)?
                 }
                 Change::DeleteExternalEvent { name: event } => {
-                    let table = match &mut external {
-                        Some(t) => t,
-                        None => external.insert(self.open_write(txn, EXTERNAL_EVENTS)?),
-                    };
+                    let table = self.open_lazily(&mut external, txn, EXTERNAL_EVENTS)?;
                     self.delete(table, name::EXTERNAL_EVENTS, event.as_str())?
+                }
+                Change::PutProfile(p) => {
+                    let table = self.open_lazily(&mut profiles, txn, PROFILES)?;
+                    self.put(table, name::PROFILES, p.name.as_str(), p)?
+                }
+                Change::DeleteProfile { name: profile } => {
+                    let table = self.open_lazily(&mut profiles, txn, PROFILES)?;
+                    self.delete(table, name::PROFILES, profile.as_str())?
+                }
+                Change::PutRouter(r) => {
+                    let table = self.open_lazily(&mut routers, txn, ROUTERS)?;
+                    self.put(table, name::ROUTERS, r.name.as_str(), r)?
+                }
+                Change::DeleteRouter { name: router } => {
+                    let table = self.open_lazily(&mut routers, txn, ROUTERS)?;
+                    self.delete(table, name::ROUTERS, router.as_str())?
                 }
             }
         }
@@ -596,16 +650,14 @@ impl Store for RedbStore {
     }
 
     fn external_events(&self) -> Result<Vec<ExternalEventSpec>, StoreError> {
-        let rtxn = self.begin_read()?;
-        // A database laid out before the table existed has none: that is no event, not an error.
-        match rtxn.open_table(EXTERNAL_EVENTS) {
-            Err(TableError::TableDoesNotExist(_)) => Ok(Vec::new()),
-            Err(e) => Err(self.fail(format!("open table {}", name::EXTERNAL_EVENTS), e)),
-            Ok(table) => {
-                drop(table);
-                // Keys are names; redb orders `&str` keys bytewise, as `String`'s `Ord` does.
-                self.read_all(&rtxn, EXTERNAL_EVENTS, name::EXTERNAL_EVENTS)
-            }
-        }
+        self.read_catalog(EXTERNAL_EVENTS, name::EXTERNAL_EVENTS)
+    }
+
+    fn profiles(&self) -> Result<Vec<Profile>, StoreError> {
+        self.read_catalog(PROFILES, name::PROFILES)
+    }
+
+    fn routers(&self) -> Result<Vec<RouterSpec>, StoreError> {
+        self.read_catalog(ROUTERS, name::ROUTERS)
     }
 }

@@ -203,8 +203,9 @@ fn redb_store_is_usable_as_a_trait_object() {
     assert_eq!(store.load().expect("load").pools.len(), 1);
 }
 
-/// A database laid out by a build that had no `external_events` table (schema version 1 as first
-/// released): it opens, reads no external event, and the first commit of one creates the table.
+/// A database laid out by a build that had no `external_events`, `profiles` or `routers` table
+/// (schema version 1 as first released): it opens, reads no external event, profile or router,
+/// and the first commit of one creates its table.
 #[test]
 fn redb_database_without_external_events_table_opens_and_upgrades() {
     use redb::TableDefinition;
@@ -242,6 +243,8 @@ fn redb_database_without_external_events_table_opens_and_upgrades() {
         .external_events()
         .expect("read a missing table")
         .is_empty());
+    assert!(store.profiles().expect("read a missing table").is_empty());
+    assert!(store.routers().expect("read a missing table").is_empty());
     // A commit without external events works and does not need the table either.
     store
         .commit(&[Change::PutLease(lease(1)), Change::Event(event(1))])
@@ -251,10 +254,60 @@ fn redb_database_without_external_events_table_opens_and_upgrades() {
     store
         .commit(&[Change::PutExternalEvent(launch.clone())])
         .expect("the first external event creates the table");
+    // Profiles and routers are still missing; their first puts create their tables.
+    assert!(store.profiles().expect("still missing").is_empty());
+    let web = conformance::profile("web");
+    store
+        .commit(&[Change::PutProfile(web.clone())])
+        .expect("the first profile creates the table");
+    assert!(store.routers().expect("still missing").is_empty());
+    let edge = conformance::router("edge");
+    store
+        .commit(&[Change::PutRouter(edge.clone())])
+        .expect("the first router creates the table");
     drop(store);
     let store = RedbStore::open(tmp.path()).expect("reopen");
     assert_eq!(store.external_events().expect("after reopen"), vec![launch]);
+    assert_eq!(store.profiles().expect("after reopen"), vec![web]);
+    assert_eq!(store.routers().expect("after reopen"), vec![edge]);
     assert_eq!(store.load().expect("load").leases, vec![lease(1)]);
+}
+
+/// A failed batch that would have created the `profiles` and `routers` tables leaves the old
+/// layout readable as before.
+#[test]
+fn redb_failed_batch_creating_catalog_tables_leaves_nothing() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let path = tmp.path().join(DB_FILE_NAME);
+    {
+        let db = redb::Database::create(&path).expect("create");
+        let txn = db.begin_write().expect("begin");
+        {
+            let mut meta = txn
+                .open_table(redb::TableDefinition::<&str, u64>::new("meta"))
+                .expect("meta");
+            meta.insert("schema_version", SCHEMA_VERSION)
+                .expect("insert");
+            meta.insert("next_event_seq", 1).expect("insert");
+            meta.insert("next_transition_seq", 1).expect("insert");
+        }
+        txn.commit().expect("commit");
+    }
+    let store = RedbStore::open(tmp.path()).expect("open a database of meta only");
+    let bad = cidrcast_core::model::Profile {
+        memory_gib: f64::NAN,
+        ..conformance::profile("bad")
+    };
+    let err = store
+        .commit(&[
+            Change::PutRouter(conformance::router("edge")),
+            Change::PutProfile(conformance::profile("web")),
+            Change::PutProfile(bad),
+        ])
+        .expect_err("a NaN is refused");
+    assert!(matches!(err, StoreError::Invalid { .. }), "{err:?}");
+    assert!(store.profiles().expect("profiles").is_empty());
+    assert!(store.routers().expect("routers").is_empty());
 }
 
 #[test]
@@ -267,4 +320,22 @@ fn redb_delete_of_an_external_event_in_a_database_without_the_table() {
         }])
         .expect("deleting a missing event is a no-op");
     assert!(store.external_events().expect("events").is_empty());
+}
+
+#[test]
+fn redb_delete_of_a_profile_or_router_that_was_never_stored() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let store = RedbStore::open(tmp.path()).expect("open");
+    store
+        .commit(&[
+            Change::DeleteProfile {
+                name: "missing".to_string(),
+            },
+            Change::DeleteRouter {
+                name: "missing".to_string(),
+            },
+        ])
+        .expect("deleting missing records is a no-op");
+    assert!(store.profiles().expect("profiles").is_empty());
+    assert!(store.routers().expect("routers").is_empty());
 }

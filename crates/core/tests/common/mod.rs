@@ -34,6 +34,8 @@ pub struct Applied {
     pub events: usize,
     pub transitions: usize,
     pub external_events: usize,
+    /// Profile and router changes (never journaled by the allocator either).
+    pub catalog: usize,
 }
 
 impl Applied {
@@ -85,6 +87,10 @@ impl Applied {
                 Change::PutExternalEvent(_) | Change::DeleteExternalEvent { .. } => {
                     self.external_events += 1
                 }
+                Change::PutProfile(_)
+                | Change::DeleteProfile { .. }
+                | Change::PutRouter(_)
+                | Change::DeleteRouter { .. } => self.catalog += 1,
             }
         }
     }

@@ -1,0 +1,338 @@
+//! Prometheus metrics in the text exposition format (version 0.0.4).
+//!
+//! Counters and histograms are kept here as requests and reconciler runs happen; gauges of the
+//! allocator (ready and idle addresses, shards by state) are computed from the state when
+//! `/metrics` is scraped.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::Mutex;
+
+/// Upper bounds (seconds) of the latency histograms' buckets.
+const BUCKETS: [f64; 16] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0,
+];
+
+/// A cumulative histogram with [`BUCKETS`].
+#[derive(Clone, Debug, Default)]
+pub struct Histogram {
+    counts: [u64; BUCKETS.len()],
+    count: u64,
+    sum: f64,
+}
+
+impl Histogram {
+    pub fn observe(&mut self, seconds: f64) {
+        for (i, b) in BUCKETS.iter().enumerate() {
+            if seconds <= *b {
+                self.counts[i] += 1;
+            }
+        }
+        self.count += 1;
+        self.sum += seconds;
+    }
+
+    fn render(&self, out: &mut String, name: &str, labels: &str) {
+        let sep = if labels.is_empty() { "" } else { "," };
+        for (i, b) in BUCKETS.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{{labels}{sep}le=\"{b}\"}} {}",
+                self.counts[i]
+            );
+        }
+        let _ = writeln!(
+            out,
+            "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {}",
+            self.count
+        );
+        let _ = writeln!(out, "{name}_sum{{{labels}}} {}", self.sum);
+        let _ = writeln!(out, "{name}_count{{{labels}}} {}", self.count);
+    }
+}
+
+#[derive(Default)]
+struct Inner {
+    /// (subdivision, path: prefetched | slow) → allocations.
+    allocations: BTreeMap<(String, &'static str), u64>,
+    releases: BTreeMap<String, u64>,
+    /// (method, route, status) → latency.
+    http: BTreeMap<(String, String, u16), Histogram>,
+    reconcile: Histogram,
+    /// outcome (ok | error) → runs.
+    reconcile_runs: BTreeMap<&'static str, u64>,
+    imported_events: u64,
+}
+
+/// What the daemon counts while it runs.
+#[derive(Default)]
+pub struct Metrics {
+    inner: Mutex<Inner>,
+}
+
+/// Per-subdivision gauges computed at scrape time.
+#[derive(Clone, Debug, Default)]
+pub struct SubGauges {
+    pub subdivision: String,
+    /// Addresses that can be leased now (free, in active shards, not cooling).
+    pub ready: u128,
+    /// Usable addresses of non-free shards less leases.
+    pub idle: u128,
+    pub leases: u64,
+    pub reserved: u64,
+    pub active: u64,
+    pub draining: u64,
+}
+
+/// The forecaster's view of how good it is, per subdivision or overall.
+#[derive(Clone, Debug, Default)]
+pub struct ForecastGauges {
+    /// Share of past lead windows whose realised rise stayed within the upper bound.
+    pub coverage: Option<f64>,
+    /// Mean absolute error of the rise over the lead window, in VMs.
+    pub mean_abs_error: Option<f64>,
+    /// The quantile the prefetcher uses now.
+    pub quantile: f64,
+}
+
+impl Metrics {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// One allocation served (`prefetched`: from a ready address).
+    pub fn allocation(&self, subdivision: &str, prefetched: bool) {
+        let path = if prefetched { "prefetched" } else { "slow" };
+        *self
+            .lock()
+            .allocations
+            .entry((subdivision.to_string(), path))
+            .or_default() += 1;
+    }
+
+    pub fn release(&self, subdivision: &str) {
+        *self
+            .lock()
+            .releases
+            .entry(subdivision.to_string())
+            .or_default() += 1;
+    }
+
+    pub fn http(&self, method: &str, route: &str, status: u16, seconds: f64) {
+        self.lock()
+            .http
+            .entry((method.to_string(), route.to_string(), status))
+            .or_default()
+            .observe(seconds);
+    }
+
+    pub fn reconcile(&self, ok: bool, seconds: f64) {
+        let mut m = self.lock();
+        m.reconcile.observe(seconds);
+        *m.reconcile_runs
+            .entry(if ok { "ok" } else { "error" })
+            .or_default() += 1;
+    }
+
+    pub fn imported(&self, events: u64) {
+        self.lock().imported_events += events;
+    }
+
+    /// The exposition text: the counters and histograms, then the gauges given.
+    pub fn render(&self, subs: &[SubGauges], forecast: &ForecastGauges, ready: bool) -> String {
+        let m = self.lock();
+        let mut out = String::with_capacity(4096);
+        let help = |out: &mut String, name: &str, kind: &str, text: &str| {
+            let _ = writeln!(out, "# HELP {name} {text}");
+            let _ = writeln!(out, "# TYPE {name} {kind}");
+        };
+        help(
+            &mut out,
+            "cidrcast_allocations_total",
+            "counter",
+            "Allocations by subdivision and path (prefetched: a ready address; slow: a shard had to be claimed or activated first).",
+        );
+        for ((sub, path), n) in &m.allocations {
+            let _ = writeln!(
+                out,
+                "cidrcast_allocations_total{{subdivision=\"{}\",path=\"{path}\"}} {n}",
+                escape(sub)
+            );
+        }
+        help(
+            &mut out,
+            "cidrcast_allocation_misses_total",
+            "counter",
+            "Allocations that found no ready address, by subdivision.",
+        );
+        for ((sub, path), n) in &m.allocations {
+            if *path == "slow" {
+                let _ = writeln!(
+                    out,
+                    "cidrcast_allocation_misses_total{{subdivision=\"{}\"}} {n}",
+                    escape(sub)
+                );
+            }
+        }
+        help(
+            &mut out,
+            "cidrcast_releases_total",
+            "counter",
+            "Releases by subdivision.",
+        );
+        for (sub, n) in &m.releases {
+            let _ = writeln!(
+                out,
+                "cidrcast_releases_total{{subdivision=\"{}\"}} {n}",
+                escape(sub)
+            );
+        }
+        help(
+            &mut out,
+            "cidrcast_history_imported_events_total",
+            "counter",
+            "VM lifecycle events imported through /v1/history.",
+        );
+        let _ = writeln!(
+            out,
+            "cidrcast_history_imported_events_total {}",
+            m.imported_events
+        );
+        help(
+            &mut out,
+            "cidrcast_ready_addresses",
+            "gauge",
+            "Addresses ready to lease now (free, in active shards, not cooling), by subdivision.",
+        );
+        for s in subs {
+            let _ = writeln!(
+                out,
+                "cidrcast_ready_addresses{{subdivision=\"{}\"}} {}",
+                escape(&s.subdivision),
+                s.ready
+            );
+        }
+        help(
+            &mut out,
+            "cidrcast_idle_addresses",
+            "gauge",
+            "Usable addresses of non-free shards less leases, by subdivision.",
+        );
+        for s in subs {
+            let _ = writeln!(
+                out,
+                "cidrcast_idle_addresses{{subdivision=\"{}\"}} {}",
+                escape(&s.subdivision),
+                s.idle
+            );
+        }
+        help(
+            &mut out,
+            "cidrcast_leases",
+            "gauge",
+            "Live leases by subdivision.",
+        );
+        for s in subs {
+            let _ = writeln!(
+                out,
+                "cidrcast_leases{{subdivision=\"{}\"}} {}",
+                escape(&s.subdivision),
+                s.leases
+            );
+        }
+        help(
+            &mut out,
+            "cidrcast_shards",
+            "gauge",
+            "Non-free shards by subdivision and state.",
+        );
+        for s in subs {
+            for (state, n) in [
+                ("reserved", s.reserved),
+                ("active", s.active),
+                ("draining", s.draining),
+            ] {
+                let _ = writeln!(
+                    out,
+                    "cidrcast_shards{{subdivision=\"{}\",state=\"{state}\"}} {n}",
+                    escape(&s.subdivision)
+                );
+            }
+        }
+        help(
+            &mut out,
+            "cidrcast_forecast_coverage",
+            "gauge",
+            "Share of past lead windows whose realised rise stayed within the forecast's upper bound.",
+        );
+        if let Some(c) = forecast.coverage {
+            let _ = writeln!(out, "cidrcast_forecast_coverage {c}");
+        }
+        help(
+            &mut out,
+            "cidrcast_forecast_abs_error",
+            "gauge",
+            "Mean absolute error of the forecast rise over the lead window, in VMs.",
+        );
+        if let Some(e) = forecast.mean_abs_error {
+            let _ = writeln!(out, "cidrcast_forecast_abs_error {e}");
+        }
+        help(
+            &mut out,
+            "cidrcast_prefetch_quantile",
+            "gauge",
+            "Quantile of the forecast the prefetcher holds ready addresses for.",
+        );
+        let _ = writeln!(out, "cidrcast_prefetch_quantile {}", forecast.quantile);
+        help(
+            &mut out,
+            "cidrcast_reconcile_runs_total",
+            "counter",
+            "Reconciler runs by outcome.",
+        );
+        for outcome in ["ok", "error"] {
+            let n = m.reconcile_runs.get(outcome).copied().unwrap_or(0);
+            let _ = writeln!(
+                out,
+                "cidrcast_reconcile_runs_total{{outcome=\"{outcome}\"}} {n}"
+            );
+        }
+        help(
+            &mut out,
+            "cidrcast_reconcile_duration_seconds",
+            "histogram",
+            "Duration of reconciler runs.",
+        );
+        m.reconcile
+            .render(&mut out, "cidrcast_reconcile_duration_seconds", "");
+        help(
+            &mut out,
+            "cidrcast_http_request_duration_seconds",
+            "histogram",
+            "HTTP request latency by method, route and status.",
+        );
+        for ((method, route, status), h) in &m.http {
+            let labels = format!(
+                "method=\"{method}\",route=\"{}\",status=\"{status}\"",
+                escape(route)
+            );
+            h.render(&mut out, "cidrcast_http_request_duration_seconds", &labels);
+        }
+        help(
+            &mut out,
+            "cidrcast_ready",
+            "gauge",
+            "1 when the daemon is ready to serve.",
+        );
+        let _ = writeln!(out, "cidrcast_ready {}", u8::from(ready));
+        out
+    }
+}
+
+/// Escapes a label value (backslash, double quote, newline).
+fn escape(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
