@@ -463,7 +463,8 @@ impl App {
 
     /// Creates (`Ok(true)`) or replaces (`Ok(false)`) a router.
     pub fn put_router(&self, p: &Principal, router: RouterSpec, replace: bool) -> Result<bool> {
-        p.require_global(Role::Operator, "changing routers")?;
+        // A router names a file the daemon writes and a command it runs: admins only.
+        p.require_global(Role::Admin, "changing routers")?;
         let exists = self.engine.routers()?.iter().any(|x| x.name == router.name);
         if exists && !replace {
             return Err(ServerError::Conflict(format!(
@@ -475,7 +476,7 @@ impl App {
     }
 
     pub fn delete_router(&self, p: &Principal, name: &str) -> Result<RouterSpec> {
-        p.require_global(Role::Operator, "deleting routers")?;
+        p.require_global(Role::Admin, "deleting routers")?;
         let subs = self.engine.read(|ipam| ipam.subdivision_specs())?;
         if let Some(s) = subs.iter().find(|s| s.routers.iter().any(|r| r == name)) {
             return Err(ServerError::Conflict(format!(
