@@ -76,7 +76,7 @@ fn load(
                         Ok((s, v)) => panic!("allocate {vm}: {s} {v}"),
                         Err(_) => return, // killed
                     }
-                    if i % 3 == 0 {
+                    if i.is_multiple_of(3) {
                         let old = format!("r{round}-t{t}-{}", i - 1);
                         acks.lock().unwrap().release_sent.insert(old.clone());
                         match c.try_req("DELETE", &format!("/v1/allocations/{old}"), None) {

@@ -60,6 +60,14 @@ pub fn serve(ctx: &Ctx, args: ServeArgs) -> Result<()> {
         config.server.clone(),
         prefetcher,
     ));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let tls = match &tls {
+        Some(files) => Some(runtime.block_on(cidrcast_server::load_tls(files))?),
+        None => None,
+    };
     let listener = std::net::TcpListener::bind(listen)
         .with_context(|| format!("cannot listen on {listen}"))?;
     let addr = listener.local_addr()?;
@@ -75,10 +83,6 @@ pub fn serve(ctx: &Ctx, args: ServeArgs) -> Result<()> {
             ""
         }
     );
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
     runtime.block_on(cidrcast_server::serve(
         app.clone(),
         listener,

@@ -19,6 +19,8 @@ pub struct Daemon {
     pub base: String,
     pub dir: PathBuf,
     stdout: mpsc::Receiver<String>,
+    /// The PEM certificate that clients trust, when the daemon serves HTTPS.
+    pub root_pem: Option<String>,
 }
 
 impl Daemon {
@@ -29,8 +31,19 @@ impl Daemon {
         Self::start_existing(dir)
     }
 
+    /// Like [`Daemon::start`] for a config that serves HTTPS: waits for readiness, and makes
+    /// [`Daemon::client`]s, over TLS trusting exactly `root_pem` (a PEM certificate).
+    pub fn start_tls(dir: &Path, config: &str, root_pem: &str) -> Daemon {
+        std::fs::write(dir.join("cidrcast.toml"), config).expect("write the config");
+        Self::launch(dir, Some(root_pem.to_string()))
+    }
+
     /// Starts it again on the same directory (after a kill).
     pub fn start_existing(dir: &Path) -> Daemon {
+        Self::launch(dir, None)
+    }
+
+    fn launch(dir: &Path, root_pem: Option<String>) -> Daemon {
         let mut child = Command::new(BIN)
             .arg("--config")
             .arg(dir.join("cidrcast.toml"))
@@ -67,6 +80,7 @@ impl Daemon {
             base,
             dir: dir.to_path_buf(),
             stdout: rx,
+            root_pem,
         };
         d.wait_ready();
         d
@@ -86,7 +100,10 @@ impl Daemon {
     }
 
     pub fn client(&self, token: Option<&str>) -> Client {
-        Client::new(&self.base, token)
+        match &self.root_pem {
+            None => Client::new(&self.base, token),
+            Some(pem) => Client::with_root(&self.base, token, pem),
+        }
     }
 
     pub fn pid(&self) -> u32 {
@@ -145,9 +162,25 @@ pub struct Client {
 
 impl Client {
     pub fn new(base: &str, token: Option<&str>) -> Client {
+        Self::with_tls(base, token, ureq::tls::TlsConfig::default())
+    }
+
+    /// A client whose only trusted root is `root_pem` (a PEM certificate), for HTTPS.
+    pub fn with_root(base: &str, token: Option<&str>, root_pem: &str) -> Client {
+        let cert = ureq::tls::Certificate::from_pem(root_pem.as_bytes()).expect("a PEM cert");
+        let tls = ureq::tls::TlsConfig::builder()
+            .provider(ureq::tls::TlsProvider::Rustls)
+            .root_certs(ureq::tls::RootCerts::new_with_certs(&[cert]))
+            .build();
+        Self::with_tls(base, token, tls)
+    }
+
+    /// A client with this TLS configuration (used only for `https://` bases).
+    pub fn with_tls(base: &str, token: Option<&str>, tls: ureq::tls::TlsConfig) -> Client {
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_global(Some(Duration::from_secs(60)))
+            .tls_config(tls)
             .build()
             .into();
         Client {

@@ -210,4 +210,41 @@ scope = "*"
 # becomes v * multiplier + extra_vms; overlapping events multiply their multipliers and add
 # their extras.
 multiplier = 1.5
+
+# -------------------------------------------------------------------------------------------
+# [server]: the daemon, `cidrcast serve`. Every key has a default (shown).
+# -------------------------------------------------------------------------------------------
+
+[server]
+# Address to listen on; `--listen` overrides it. Port 0 picks a free one (printed at startup).
+listen = "127.0.0.1:8470"
+# Seconds between reconciler runs (history -> forecasts -> plan -> apply); POST /v1/plan runs
+# one at once.
+reconcile_interval_s = 60
+# Seconds from a shard's reservation until routers announce it: reserved shards activate after
+# it, and the prefetcher holds ready what the forecast says is needed over it.
+lead_time_s = 60
+# Miss rate (allocations that find no ready address) the prefetcher steers its quantile to.
+target_miss_rate = 0.001
+# Largest JSON request body, and largest history import (streamed), in bytes.
+max_body_bytes = 1048576
+max_import_bytes = 1073741824
+# HTTPS (rustls) when both are given: PEM certificate chain and private key.
+# tls_cert = "/etc/cidrcast/tls.crt"
+# tls_key = "/etc/cidrcast/tls.key"
+
+# -------------------------------------------------------------------------------------------
+# [[token]]: API bearer tokens. A token stores the SHA-256 of its secret, never the secret;
+# `cidrcast token new --name N --role R` prints a fresh secret and its table. Without any
+# [[token]] the daemon serves without authentication, and only on loopback.
+# Roles, each including the ones after it: admin (pools, routers), operator (subdivisions,
+# profiles, events, history, plans, shards), allocator (allocate, release), reader.
+# tenants (pool VRFs) and subdivisions (with everything below them) limit what it sees.
+# -------------------------------------------------------------------------------------------
+
+# [[token]]
+# name = "scheduler-blue"
+# role = "allocator"
+# sha256 = "6a1f0c3e..."           # 64 hex digits
+# tenants = ["blue"]
 "#;

@@ -80,11 +80,22 @@ struct State {
     commits: u64,
 }
 
+/// What an [`Engine::submit_at`] caller waits for: its changes (and what it saw) being durable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ticket {
+    seq: u64,
+    epoch: usize,
+}
+
 /// The durable allocator. `Sync`: share it between threads (e.g. in an `Arc`).
 pub struct Engine<S: Store> {
     store: S,
     state: Mutex<State>,
     done: Condvar,
+    /// Wakes [`Engine::run_committer`] when changes are pending.
+    work: Condvar,
+    /// Called after every commit (successful or not), e.g. to wake asynchronous waiters.
+    on_commit: std::sync::OnceLock<Box<dyn Fn() + Send + Sync>>,
 }
 
 /// Seconds since the Unix epoch.
@@ -117,6 +128,8 @@ impl<S: Store> Engine<S> {
                 commits: 0,
             }),
             done: Condvar::new(),
+            work: Condvar::new(),
+            on_commit: std::sync::OnceLock::new(),
         })
     }
 
@@ -213,45 +226,143 @@ impl<S: Store> Engine<S> {
                 st = self.done.wait(st).unwrap_or_else(|p| p.into_inner());
                 continue;
             }
-            // Lead: commit everything pending in one transaction.
-            st.committing = true;
-            let batch = std::mem::take(&mut st.pending);
-            let upto = st.appended;
-            drop(st);
-            let result = self.store.commit(&batch);
-            st = self.lock();
-            st.committing = false;
-            st.commits += 1;
-            match result {
-                Ok(()) => st.durable = upto,
-                Err(e) => {
-                    // This batch and everything after it was built on state that is not durable.
-                    let durable = st.durable;
-                    st.epoch_durable.push(durable);
-                    st.epoch += 1;
-                    st.durable = st.appended;
-                    st.last_failure = e.to_string();
-                    st.pending.clear();
-                    let settings = st.ipam.settings();
-                    let reloaded = self
-                        .store
-                        .load()
-                        .map_err(|e| e.to_string())
-                        .and_then(|s| Ipam::from_snapshot(settings, &s).map_err(|e| e.to_string()))
-                        .and_then(|ipam| {
-                            let catalog = Catalog::load(&self.store).map_err(|e| e.to_string())?;
-                            Ok((ipam, catalog))
-                        });
-                    match reloaded {
-                        Ok((ipam, catalog)) => {
-                            st.ipam = ipam;
-                            st.catalog = catalog;
-                        }
-                        Err(why) => st.broken = Some(why),
+            st = self.lead_commit(st);
+        }
+    }
+
+    /// Commits everything pending in one transaction (the caller found no commit under way),
+    /// then wakes every waiter. On failure, the state is rebuilt from the store.
+    fn lead_commit<'a>(&'a self, mut st: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
+        // Lead: commit everything pending in one transaction.
+        st.committing = true;
+        let batch = std::mem::take(&mut st.pending);
+        let upto = st.appended;
+        drop(st);
+        let result = self.store.commit(&batch);
+        st = self.lock();
+        st.committing = false;
+        st.commits += 1;
+        match result {
+            Ok(()) => st.durable = upto,
+            Err(e) => {
+                // This batch and everything after it was built on state that is not durable.
+                let durable = st.durable;
+                st.epoch_durable.push(durable);
+                st.epoch += 1;
+                st.durable = st.appended;
+                st.last_failure = e.to_string();
+                st.pending.clear();
+                let settings = st.ipam.settings();
+                let reloaded = self
+                    .store
+                    .load()
+                    .map_err(|e| e.to_string())
+                    .and_then(|s| Ipam::from_snapshot(settings, &s).map_err(|e| e.to_string()))
+                    .and_then(|ipam| {
+                        let catalog = Catalog::load(&self.store).map_err(|e| e.to_string())?;
+                        Ok((ipam, catalog))
+                    });
+                match reloaded {
+                    Ok((ipam, catalog)) => {
+                        st.ipam = ipam;
+                        st.catalog = catalog;
                     }
+                    Err(why) => st.broken = Some(why),
                 }
             }
-            self.done.notify_all();
+        }
+        self.done.notify_all();
+        self.work.notify_one();
+        if let Some(hook) = self.on_commit.get() {
+            hook();
+        }
+        st
+    }
+
+    /// Runs `op` like [`Engine::execute_at`] but does not wait: the changes are applied in
+    /// memory and queued, and the returned [`Ticket`] tells when everything `op` changed or could
+    /// have seen is durable ([`Engine::ticket_status`]). Hold the result back from whoever asked
+    /// until then. Someone must commit: a thread in [`Engine::run_committer`], or any synchronous
+    /// caller. For callers that must not block (an async server): the lock is held only for `op`.
+    pub fn submit_at<T>(
+        &self,
+        now: Time,
+        op: impl FnOnce(&mut Ipam, Time) -> Result<T, CoreError>,
+    ) -> Result<(Result<T, CoreError>, Ticket), EngineError> {
+        let mut st = self.lock();
+        if let Some(why) = &st.broken {
+            return Err(EngineError::Unavailable(why.clone()));
+        }
+        st.ipam.expire(now);
+        let result = op(&mut st.ipam, now);
+        let journal = st.ipam.take_journal();
+        if !journal.is_empty() {
+            st.pending.extend(journal);
+            st.appended += 1;
+        }
+        let ticket = Ticket {
+            seq: st.appended,
+            epoch: st.epoch,
+        };
+        let waiting = st.durable < ticket.seq;
+        drop(st);
+        if waiting {
+            self.work.notify_one();
+        }
+        Ok((result, ticket))
+    }
+
+    /// `None` while what `ticket` waits for is not yet durable; then `Ok` (durable) or the
+    /// error of the commit that failed it (nothing of it was applied).
+    pub fn ticket_status(&self, ticket: Ticket) -> Option<Result<(), EngineError>> {
+        let st = self.lock();
+        if st.epoch > ticket.epoch {
+            return Some(if ticket.seq <= st.epoch_durable[ticket.epoch] {
+                Ok(())
+            } else {
+                Err(EngineError::CommitFailed(st.last_failure.clone()))
+            });
+        }
+        if st.durable >= ticket.seq {
+            return Some(Ok(()));
+        }
+        if let Some(why) = &st.broken {
+            return Some(Err(EngineError::Unavailable(why.clone())));
+        }
+        None
+    }
+
+    /// Whether a profile of that name exists, without waiting for durability: follow it with a
+    /// [`Engine::submit_at`] whose ticket is awaited (the ticket covers what this saw).
+    pub fn has_profile_unsynced(&self, name: &str) -> bool {
+        self.lock().catalog.profiles.contains_key(name)
+    }
+
+    /// Sets the function called after every commit (once; later calls are ignored), e.g. to wake
+    /// tasks waiting on [`Ticket`]s. It runs under the engine's lock: keep it short and do not
+    /// call the engine from it.
+    pub fn set_on_commit(&self, hook: Box<dyn Fn() + Send + Sync>) {
+        let _ = self.on_commit.set(hook);
+    }
+
+    /// Commits whatever is pending, one transaction at a time, until `stop` is set (checked at
+    /// least every 50 ms) or the engine breaks. Run it on a thread of its own beside
+    /// [`Engine::submit_at`] callers.
+    pub fn run_committer(&self, stop: &std::sync::atomic::AtomicBool) {
+        let mut st = self.lock();
+        loop {
+            if stop.load(std::sync::atomic::Ordering::SeqCst) || st.broken.is_some() {
+                return;
+            }
+            if st.pending.is_empty() || st.committing {
+                st = self
+                    .work
+                    .wait_timeout(st, std::time::Duration::from_millis(50))
+                    .unwrap_or_else(|p| p.into_inner())
+                    .0;
+                continue;
+            }
+            st = self.lead_commit(st);
         }
     }
 

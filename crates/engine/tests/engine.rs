@@ -136,3 +136,84 @@ fn config_changes_do_not_move_the_clock_of_trace_time_replays() {
         .address;
     assert_eq!(x, y, "the cooldown did not end 30 s after the release");
 }
+
+#[test]
+fn submitted_changes_become_durable_through_the_committer() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine =
+        Arc::new(Engine::open(RedbStore::open(dir.path()).unwrap(), Settings::default()).unwrap());
+    engine.ensure_config(&[pool()], &[sub("a")]).unwrap();
+    let (result, ticket) = engine
+        .submit_at(100.0, |ipam, now| {
+            ipam.allocate("a", "vm-1", None, None, now)
+        })
+        .unwrap();
+    let address = result.unwrap().address;
+    // Nobody has committed yet: not durable, not in the store.
+    assert!(engine.ticket_status(ticket).is_none());
+    assert_eq!(engine.store().counts().unwrap().leases, 0);
+    let woken = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    {
+        let woken = woken.clone();
+        engine.set_on_commit(Box::new(move || {
+            woken.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }));
+    }
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let committer = {
+        let (engine, stop) = (engine.clone(), stop.clone());
+        std::thread::spawn(move || engine.run_committer(&stop))
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while engine.ticket_status(ticket).is_none() {
+        assert!(std::time::Instant::now() < deadline, "never committed");
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    assert!(engine.ticket_status(ticket).unwrap().is_ok());
+    assert!(woken.load(std::sync::atomic::Ordering::SeqCst) >= 1);
+    // A refusal changes nothing but still waits for what it saw.
+    let (refused, t2) = engine
+        .submit_at(101.0, |ipam, now| {
+            ipam.allocate("nowhere", "vm-2", None, None, now)
+        })
+        .unwrap();
+    assert!(refused.is_err());
+    assert!(engine.ticket_status(t2).unwrap().is_ok());
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    committer.join().unwrap();
+    drop(engine);
+    let reopened = Engine::open(RedbStore::open(dir.path()).unwrap(), Settings::default()).unwrap();
+    assert_eq!(
+        reopened
+            .read(|ipam| ipam.lease("vm-1").map(|l| l.address))
+            .unwrap(),
+        Some(address)
+    );
+}
+
+#[test]
+fn a_failed_commit_fails_the_submitted_tickets() {
+    let store = Arc::new(MemoryStore::new());
+    let engine = Engine::open(store.clone(), Settings::default()).unwrap();
+    engine.ensure_config(&[pool()], &[sub("a")]).unwrap();
+    let before = store.load().unwrap();
+    let (r1, t1) = engine
+        .submit_at(1.0, |ipam, now| ipam.allocate("a", "vm-1", None, None, now))
+        .unwrap();
+    let (r2, t2) = engine
+        .submit_at(2.0, |ipam, now| ipam.allocate("a", "vm-2", None, None, now))
+        .unwrap();
+    assert!(r1.is_ok() && r2.is_ok());
+    store.fail_next_commits(1);
+    // A synchronous read commits what is pending (and it fails).
+    let _ = engine.read(|_| ());
+    for t in [t1, t2] {
+        let status = engine.ticket_status(t).expect("decided");
+        assert!(
+            matches!(status, Err(EngineError::CommitFailed(_))),
+            "{status:?}"
+        );
+    }
+    assert_eq!(store.load().unwrap(), before);
+    assert!(engine.read(|ipam| ipam.lease("vm-1")).unwrap().is_none());
+}

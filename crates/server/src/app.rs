@@ -4,14 +4,14 @@
 
 use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use cidrcast_config::{
     ExternalEventSpec, PoolSpec, Profile, Role, RouterSpec, ServerSettings, SubdivisionSpec,
 };
 use cidrcast_core::model::{EventKind, LeaseRecord, Reason, ShardState, VmEvent};
 use cidrcast_core::{AllocPath, CoreError, Ipam};
-use cidrcast_engine::Engine;
+use cidrcast_engine::{Engine, EngineError, Ticket};
 use cidrcast_store::Store;
 use cidrcast_trace::{ReadOptions, TraceReader};
 use ipnet::IpNet;
@@ -42,6 +42,8 @@ pub struct App {
     stopping: AtomicBool,
     /// Serialises history imports (their order is the history's order).
     import: Mutex<()>,
+    /// Bumped after every store commit: wakes requests waiting for their changes to be durable.
+    committed: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 type Result<T, E = ServerError> = std::result::Result<T, E>;
@@ -59,8 +61,8 @@ fn forbid(p: &Principal, ipam: &Ipam, subdivision: &str) -> Result<(), CoreError
 const SCOPE_MARK: &str = "\u{0}scope:";
 
 /// Turns the scope marker of [`forbid`] into a 403 naming the token and subdivision.
-fn unmark(p: &Principal, e: cidrcast_engine::EngineError) -> ServerError {
-    if let cidrcast_engine::EngineError::Core(CoreError::Limit(m)) = &e {
+fn unmark(p: &Principal, e: EngineError) -> ServerError {
+    if let EngineError::Core(CoreError::Limit(m)) = &e {
         if let Some(sub) = m.strip_prefix(SCOPE_MARK) {
             return ServerError::Forbidden(format!(
                 "token `{}` may not use subdivision `{sub}`: it is outside the token's scope",
@@ -78,7 +80,15 @@ impl App {
         settings: ServerSettings,
         prefetcher: Prefetcher,
     ) -> App {
+        let committed = Arc::new(tokio::sync::watch::Sender::new(0u64));
+        {
+            let committed = committed.clone();
+            engine.set_on_commit(Box::new(move || {
+                committed.send_modify(|n| *n = n.wrapping_add(1));
+            }));
+        }
         App {
+            committed,
             engine,
             auth,
             metrics: Metrics::default(),
@@ -124,49 +134,53 @@ impl App {
 
     // ----- allocations -----
 
-    fn check_profile(&self, profile: Option<&str>) -> Result<()> {
-        let Some(name) = profile else { return Ok(()) };
-        let profiles = self.engine.profiles()?;
-        if profiles.iter().any(|p| p.name == name) {
-            Ok(())
-        } else {
-            let known: Vec<&str> = profiles.iter().map(|p| p.name.as_str()).collect();
-            Err(ServerError::Unprocessable(format!(
-                "profile = {name:?}: unknown profile (defined: {})",
-                if known.is_empty() {
-                    "none".to_string()
-                } else {
-                    known.join(", ")
-                }
-            )))
+    /// Waits (asynchronously) until what `ticket` covers is durable. A committer thread
+    /// ([`cidrcast_engine::Engine::run_committer`]) must be running.
+    pub async fn durable(&self, ticket: Ticket) -> Result<()> {
+        let mut rx = self.committed.subscribe();
+        loop {
+            if let Some(r) = self.engine.ticket_status(ticket) {
+                return r.map_err(ServerError::from);
+            }
+            if rx.changed().await.is_err() {
+                return Err(ServerError::Unavailable("shutting down".into()));
+            }
         }
     }
 
-    /// Allocates (idempotent per VM id). Returns the allocation and whether this call made it.
-    pub fn allocate(
+    /// [`App::allocate`] without blocking a thread: the allocation is made in memory at once and
+    /// answered when its commit is durable (the committer thread commits in batches).
+    pub async fn allocate_async(
         &self,
         p: &Principal,
         req: api::AllocateRequest,
     ) -> Result<(api::Allocation, bool)> {
         p.require(Role::Allocator, "allocating")?;
-        self.check_profile(req.profile.as_deref())?;
-        let (view, path) = self
-            .engine
-            .execute(|ipam, now| {
-                forbid(p, ipam, &req.subdivision)?;
-                let a = ipam.allocate(
-                    &req.subdivision,
-                    &req.vm_id,
-                    req.profile.as_deref(),
-                    req.pool.as_deref(),
-                    now,
-                )?;
-                let lease = ipam.lease(&req.vm_id).ok_or_else(|| {
-                    CoreError::Corrupt(format!("lease of {} vanished", req.vm_id))
+        if let Some(name) = req.profile.as_deref() {
+            if !self.engine.has_profile_unsynced(name) {
+                return Err(ServerError::Unprocessable(format!(
+                    "profile = {name:?}: unknown profile (GET /v1/profiles lists the defined ones)"
+                )));
+            }
+        }
+        let (result, ticket) =
+            self.engine
+                .submit_at(cidrcast_engine::unix_now(), |ipam, now| {
+                    forbid(p, ipam, &req.subdivision)?;
+                    let a = ipam.allocate(
+                        &req.subdivision,
+                        &req.vm_id,
+                        req.profile.as_deref(),
+                        req.pool.as_deref(),
+                        now,
+                    )?;
+                    let lease = ipam.lease(&req.vm_id).ok_or_else(|| {
+                        CoreError::Corrupt(format!("lease of {} vanished", req.vm_id))
+                    })?;
+                    Ok((allocation_view(ipam, &lease, Some(a.path)), a.path))
                 })?;
-                Ok((allocation_view(ipam, &lease, Some(a.path)), a.path))
-            })
-            .map_err(|e| unmark(p, e))?;
+        self.durable(ticket).await?;
+        let (view, path) = result.map_err(|e| unmark(p, EngineError::Core(e)))?;
         let created = path != AllocPath::Existing;
         if created {
             self.metrics
@@ -175,19 +189,20 @@ impl App {
         Ok((view, created))
     }
 
-    /// Releases a VM's address.
-    pub fn release(&self, p: &Principal, vm_id: &str) -> Result<api::Released> {
+    /// [`App::release`] without blocking a thread.
+    pub async fn release_async(&self, p: &Principal, vm_id: &str) -> Result<api::Released> {
         p.require(Role::Allocator, "releasing")?;
-        let (address, sub) = self
-            .engine
-            .execute(|ipam, now| {
-                let lease = ipam
-                    .lease(vm_id)
-                    .ok_or_else(|| CoreError::UnknownLease(vm_id.to_string()))?;
-                forbid(p, ipam, &lease.subdivision)?;
-                Ok((ipam.release(vm_id, now)?, lease.subdivision))
-            })
-            .map_err(|e| unmark(p, e))?;
+        let (result, ticket) =
+            self.engine
+                .submit_at(cidrcast_engine::unix_now(), |ipam, now| {
+                    let lease = ipam
+                        .lease(vm_id)
+                        .ok_or_else(|| CoreError::UnknownLease(vm_id.to_string()))?;
+                    forbid(p, ipam, &lease.subdivision)?;
+                    Ok((ipam.release(vm_id, now)?, lease.subdivision))
+                })?;
+        self.durable(ticket).await?;
+        let (address, sub) = result.map_err(|e| unmark(p, EngineError::Core(e)))?;
         self.metrics.release(&sub);
         Ok(api::Released {
             vm_id: vm_id.to_string(),

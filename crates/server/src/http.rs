@@ -181,7 +181,7 @@ async fn allocate(
     p: Principal,
     ApiJson(req): ApiJson<api::AllocateRequest>,
 ) -> Result<Response> {
-    let (view, created) = blocking(move || app.allocate(&p, req)).await?;
+    let (view, created) = app.allocate_async(&p, req).await?;
     Ok(created_or_ok(created, view))
 }
 
@@ -212,7 +212,7 @@ async fn release_allocation(
     p: Principal,
     ApiPath(vm_id): ApiPath<String>,
 ) -> Result<Json<api::Released>> {
-    Ok(Json(blocking(move || app.release(&p, &vm_id)).await?))
+    Ok(Json(app.release_async(&p, &vm_id).await?))
 }
 
 // ----- pools, subdivisions, profiles, routers, events: create, read, update, delete -----

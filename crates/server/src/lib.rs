@@ -40,7 +40,7 @@ pub struct TlsFiles {
 pub async fn serve(
     app: Arc<App>,
     listener: std::net::TcpListener,
-    tls: Option<TlsFiles>,
+    tls: Option<axum_server::tls_rustls::RustlsConfig>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     listener.set_nonblocking(true)?;
@@ -62,6 +62,15 @@ pub async fn serve(
 
     let reconciler = tokio::spawn(reconcile_loop(app.clone(), stop_rx));
 
+    // Commits what requests submit, in batches (group commit), while they wait asynchronously.
+    let committer_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let committer = {
+        let (app, stop) = (app.clone(), committer_stop.clone());
+        std::thread::Builder::new()
+            .name("cidrcast-committer".into())
+            .spawn(move || app.engine.run_committer(&stop))?
+    };
+
     {
         let handle = handle.clone();
         let app = app.clone();
@@ -81,18 +90,7 @@ pub async fn serve(
                 .serve(service)
                 .await
         }
-        Some(files) => {
-            let _ = rustls::crypto::ring::default_provider().install_default();
-            let config =
-                axum_server::tls_rustls::RustlsConfig::from_pem_file(&files.cert, &files.key)
-                    .await
-                    .map_err(|e| {
-                        std::io::Error::other(format!(
-                            "cannot load TLS files {} / {}: {e}",
-                            files.cert.display(),
-                            files.key.display()
-                        ))
-                    })?;
+        Some(config) => {
             axum_server::from_tcp_rustls(listener, config)
                 .handle(handle)
                 .serve(service)
@@ -102,7 +100,25 @@ pub async fn serve(
     let _ = stop_tx.send(true);
     let _ = reconciler.await;
     let _ = startup.await;
+    // In-flight requests are done: commit what is left, then stop the committer.
+    let _ = app.engine.read(|_| ());
+    committer_stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let _ = committer.join();
     served
+}
+
+/// Loads the TLS certificate chain and key (PEM) for [`serve`]; errors name the files.
+pub async fn load_tls(files: &TlsFiles) -> std::io::Result<axum_server::tls_rustls::RustlsConfig> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    axum_server::tls_rustls::RustlsConfig::from_pem_file(&files.cert, &files.key)
+        .await
+        .map_err(|e| {
+            std::io::Error::other(format!(
+                "cannot load TLS files {} / {}: {e}",
+                files.cert.display(),
+                files.key.display()
+            ))
+        })
 }
 
 /// Runs the reconciler every `reconcile_interval_s` until `stop` turns true. A run that fails is
