@@ -87,6 +87,34 @@ fn addr_in(addr: &str, net: &str) -> bool {
     u32::from(a) & mask == u32::from(base)
 }
 
+/// Now, in Unix seconds.
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
+/// A canonical trace of `creates` VMs created in zone-a from two hours ago, one every `every`
+/// seconds (profile `profile`), then `deletes` of the first ones 3,000 s in, a minute apart.
+fn history(creates: u32, every: f64, profile: &str, deletes: u32) -> String {
+    let t0 = unix_now() - 7200.0;
+    let mut csv = String::from("time_s,subdivision,event,vm_id,profile\n");
+    for i in 0..creates {
+        csv.push_str(&format!(
+            "{},zone-a,create,h{i},{profile}\n",
+            t0 + f64::from(i) * every
+        ));
+    }
+    for i in 0..deletes {
+        csv.push_str(&format!(
+            "{},zone-a,delete,h{i},\n",
+            t0 + 3000.0 + f64::from(i) * 60.0
+        ));
+    }
+    csv
+}
+
 #[test]
 fn allocation_lifecycle_is_idempotent_and_durable() {
     let (_dir, d) = start(BASE_CONFIG);
@@ -519,24 +547,8 @@ fn tokens_roles_and_tenant_scopes() {
 fn history_import_is_validated_whole_before_anything_is_stored() {
     let (_dir, d) = start(BASE_CONFIG);
     let c = d.client(None);
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs_f64();
-    let t0 = now - 7200.0;
-    let mut csv = String::from("time_s,subdivision,event,vm_id,profile\n");
-    for i in 0..40 {
-        csv.push_str(&format!(
-            "{},zone-a,create,h{i},small\n",
-            t0 + f64::from(i) * 60.0
-        ));
-    }
-    for i in 0..10 {
-        csv.push_str(&format!(
-            "{},zone-a,delete,h{i},\n",
-            t0 + 3000.0 + f64::from(i) * 60.0
-        ));
-    }
+    let csv = history(40, 60.0, "small", 10);
+    let t0 = unix_now() - 7200.0;
     // A bad row in the middle: nothing of the body is stored.
     let mut bad = csv.clone();
     bad.insert_str(
@@ -605,18 +617,7 @@ fn plans_dry_run_changes_nothing_and_apply_prefetches() {
     let (_dir, d) = start(BASE_CONFIG);
     let c = d.client(None);
     // Steady growth in zone-a over the last two hours, through the API.
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs_f64();
-    let t0 = now - 7200.0;
-    let mut csv = String::from("time_s,subdivision,event,vm_id,profile\n");
-    for i in 0..240 {
-        csv.push_str(&format!(
-            "{},zone-a,create,h{i},\n",
-            t0 + f64::from(i) * 30.0
-        ));
-    }
+    let csv = history(240, 30.0, "", 0);
     let (s, v) = c
         .raw("POST", "/v1/history", Some(("text/csv", csv)))
         .unwrap();

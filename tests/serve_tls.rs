@@ -5,14 +5,14 @@
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, TcpStream};
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 
 mod daemon;
 
-use daemon::{Client, Daemon, BIN};
+use daemon::{Client, Daemon};
 
 /// A self-signed certificate for `localhost` and `127.0.0.1`: (certificate PEM, key PEM).
 fn self_signed() -> (String, String) {
@@ -151,15 +151,7 @@ fn plain_http_and_untrusting_clients_are_refused() {
 fn run_serve(dir: &Path, config: &str) -> Output {
     let path = dir.join("cidrcast.toml");
     std::fs::write(&path, config).unwrap();
-    let mut child = Command::new(BIN)
-        .arg("--config")
-        .arg(&path)
-        .arg("--data")
-        .arg(dir.join("data"))
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .env_remove("CIDRCAST_CONFIG")
-        .env_remove("CIDRCAST_DATA")
-        .env("RUST_LOG", "warn")
+    let mut child = daemon::serve_command(dir)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

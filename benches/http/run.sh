@@ -2,6 +2,7 @@
 # Load benchmark of `cidrcast serve` on loopback with wrk (Debian: apt-get install -y wrk).
 #
 #   benches/http/run.sh [SECONDS=20] [CONNECTIONS=64] [WRK_THREADS=2]
+#   CIDRCAST_BIN=/path/to/cidrcast benches/http/run.sh ...   # another build as the baseline
 #
 # Starts the release binary on a fresh embedded store (16 subdivisions, cooldown 0 so that
 # released addresses are ready again at once and the run measures the prefetched path), warms it
@@ -14,8 +15,13 @@ conns=${2:-64}
 threads=${3:-2}
 command -v wrk >/dev/null || { echo "wrk is not installed: apt-get install -y wrk" >&2; exit 2; }
 command -v curl >/dev/null || { echo "curl is not installed: apt-get install -y curl" >&2; exit 2; }
-cargo build --release --quiet --manifest-path "$root/Cargo.toml" --bin cidrcast
-bin="${CARGO_TARGET_DIR:-$root/target}/release/cidrcast"
+# CIDRCAST_BIN=path runs another build (e.g. an older commit's, for a baseline in the same run).
+if [ -n "${CIDRCAST_BIN:-}" ]; then
+  bin=$CIDRCAST_BIN
+else
+  cargo build --release --quiet --manifest-path "$root/Cargo.toml" --bin cidrcast
+  bin="${CARGO_TARGET_DIR:-$root/target}/release/cidrcast"
+fi
 
 dir=$(mktemp -d)
 pid=""

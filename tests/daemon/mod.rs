@@ -13,6 +13,21 @@ use serde_json::Value;
 /// The binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_cidrcast");
 
+/// `cidrcast --config DIR/cidrcast.toml --data DIR/data serve --listen 127.0.0.1:0`, with no
+/// configuration from the environment.
+pub fn serve_command(dir: &Path) -> Command {
+    let mut c = Command::new(BIN);
+    c.arg("--config")
+        .arg(dir.join("cidrcast.toml"))
+        .arg("--data")
+        .arg(dir.join("data"))
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env_remove("CIDRCAST_CONFIG")
+        .env_remove("CIDRCAST_DATA")
+        .env("RUST_LOG", "warn");
+    c
+}
+
 /// A running daemon; killed (SIGKILL) when dropped.
 pub struct Daemon {
     pub child: Option<Child>,
@@ -44,15 +59,7 @@ impl Daemon {
     }
 
     fn launch(dir: &Path, root_pem: Option<String>) -> Daemon {
-        let mut child = Command::new(BIN)
-            .arg("--config")
-            .arg(dir.join("cidrcast.toml"))
-            .arg("--data")
-            .arg(dir.join("data"))
-            .args(["serve", "--listen", "127.0.0.1:0"])
-            .env_remove("CIDRCAST_CONFIG")
-            .env_remove("CIDRCAST_DATA")
-            .env("RUST_LOG", "warn")
+        let mut child = serve_command(dir)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()

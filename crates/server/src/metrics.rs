@@ -143,106 +143,69 @@ impl Metrics {
     pub fn render(&self, subs: &[SubGauges], forecast: &ForecastGauges, ready: bool) -> String {
         let m = self.lock();
         let mut out = String::with_capacity(4096);
-        let help = |out: &mut String, name: &str, kind: &str, text: &str| {
-            let _ = writeln!(out, "# HELP {name} {text}");
-            let _ = writeln!(out, "# TYPE {name} {kind}");
-        };
-        help(
-            &mut out,
-            "cidrcast_allocations_total",
-            "counter",
-            "Allocations by subdivision and path (prefetched: a ready address; slow: a shard had to be claimed or activated first).",
-        );
+        let o = &mut out;
+        family(o, "cidrcast_allocations_total", "counter", "Allocations by subdivision and path (prefetched: a ready address; slow: a shard had to be claimed or activated first).");
         for ((sub, path), n) in &m.allocations {
-            let _ = writeln!(
-                out,
-                "cidrcast_allocations_total{{subdivision=\"{}\",path=\"{path}\"}} {n}",
-                escape(sub)
+            sample(
+                o,
+                "cidrcast_allocations_total",
+                &format!("subdivision=\"{}\",path=\"{path}\"", escape(sub)),
+                n,
             );
         }
-        help(
-            &mut out,
+        family(
+            o,
             "cidrcast_allocation_misses_total",
             "counter",
             "Allocations that found no ready address, by subdivision.",
         );
-        for ((sub, path), n) in &m.allocations {
-            if *path == "slow" {
-                let _ = writeln!(
-                    out,
-                    "cidrcast_allocation_misses_total{{subdivision=\"{}\"}} {n}",
-                    escape(sub)
-                );
-            }
+        for ((sub, _), n) in m.allocations.iter().filter(|((_, p), _)| *p == "slow") {
+            sample(o, "cidrcast_allocation_misses_total", &sub_label(sub), n);
         }
-        help(
-            &mut out,
+        family(
+            o,
             "cidrcast_releases_total",
             "counter",
             "Releases by subdivision.",
         );
         for (sub, n) in &m.releases {
-            let _ = writeln!(
-                out,
-                "cidrcast_releases_total{{subdivision=\"{}\"}} {n}",
-                escape(sub)
-            );
+            sample(o, "cidrcast_releases_total", &sub_label(sub), n);
         }
-        help(
-            &mut out,
+        family(
+            o,
             "cidrcast_history_imported_events_total",
             "counter",
             "VM lifecycle events imported through /v1/history.",
         );
-        let _ = writeln!(
-            out,
-            "cidrcast_history_imported_events_total {}",
-            m.imported_events
+        sample(
+            o,
+            "cidrcast_history_imported_events_total",
+            "",
+            m.imported_events,
         );
-        help(
-            &mut out,
-            "cidrcast_ready_addresses",
-            "gauge",
-            "Addresses ready to lease now (free, in active shards, not cooling), by subdivision.",
-        );
-        for s in subs {
-            let _ = writeln!(
-                out,
-                "cidrcast_ready_addresses{{subdivision=\"{}\"}} {}",
-                escape(&s.subdivision),
-                s.ready
-            );
+        let per_sub: [(&str, &str, SubValue); 3] = [
+            (
+                "cidrcast_ready_addresses",
+                "Addresses ready to lease now (free, in active shards), by subdivision.",
+                |s| s.ready,
+            ),
+            (
+                "cidrcast_idle_addresses",
+                "Usable addresses of non-free shards less leases, by subdivision.",
+                |s| s.idle,
+            ),
+            ("cidrcast_leases", "Live leases by subdivision.", |s| {
+                u128::from(s.leases)
+            }),
+        ];
+        for (name, text, value) in per_sub {
+            family(o, name, "gauge", text);
+            for s in subs {
+                sample(o, name, &sub_label(&s.subdivision), value(s));
+            }
         }
-        help(
-            &mut out,
-            "cidrcast_idle_addresses",
-            "gauge",
-            "Usable addresses of non-free shards less leases, by subdivision.",
-        );
-        for s in subs {
-            let _ = writeln!(
-                out,
-                "cidrcast_idle_addresses{{subdivision=\"{}\"}} {}",
-                escape(&s.subdivision),
-                s.idle
-            );
-        }
-        help(
-            &mut out,
-            "cidrcast_leases",
-            "gauge",
-            "Live leases by subdivision.",
-        );
-        for s in subs {
-            let _ = writeln!(
-                out,
-                "cidrcast_leases{{subdivision=\"{}\"}} {}",
-                escape(&s.subdivision),
-                s.leases
-            );
-        }
-        help(
-            &mut out,
+        family(
+            o,
             "cidrcast_shards",
             "gauge",
             "Non-free shards by subdivision and state.",
@@ -253,61 +216,49 @@ impl Metrics {
                 ("active", s.active),
                 ("draining", s.draining),
             ] {
-                let _ = writeln!(
-                    out,
-                    "cidrcast_shards{{subdivision=\"{}\",state=\"{state}\"}} {n}",
+                let labels = format!(
+                    "subdivision=\"{}\",state=\"{state}\"",
                     escape(&s.subdivision)
                 );
+                sample(o, "cidrcast_shards", &labels, n);
             }
         }
-        help(
-            &mut out,
-            "cidrcast_forecast_coverage",
-            "gauge",
-            "Share of past lead windows whose realised rise stayed within the forecast's upper bound.",
-        );
-        if let Some(c) = forecast.coverage {
-            let _ = writeln!(out, "cidrcast_forecast_coverage {c}");
+        let scalars = [
+            ("cidrcast_forecast_coverage", "Share of past lead windows whose realised rise stayed within the forecast's upper bound.", forecast.coverage),
+            ("cidrcast_forecast_abs_error", "Mean absolute error of the forecast rise over the lead window, in VMs.", forecast.mean_abs_error),
+            ("cidrcast_prefetch_quantile", "Quantile of the forecast the prefetcher holds ready addresses for.", Some(forecast.quantile)),
+        ];
+        for (name, text, value) in scalars {
+            family(o, name, "gauge", text);
+            if let Some(v) = value {
+                sample(o, name, "", v);
+            }
         }
-        help(
-            &mut out,
-            "cidrcast_forecast_abs_error",
-            "gauge",
-            "Mean absolute error of the forecast rise over the lead window, in VMs.",
-        );
-        if let Some(e) = forecast.mean_abs_error {
-            let _ = writeln!(out, "cidrcast_forecast_abs_error {e}");
-        }
-        help(
-            &mut out,
-            "cidrcast_prefetch_quantile",
-            "gauge",
-            "Quantile of the forecast the prefetcher holds ready addresses for.",
-        );
-        let _ = writeln!(out, "cidrcast_prefetch_quantile {}", forecast.quantile);
-        help(
-            &mut out,
+        family(
+            o,
             "cidrcast_reconcile_runs_total",
             "counter",
             "Reconciler runs by outcome.",
         );
         for outcome in ["ok", "error"] {
             let n = m.reconcile_runs.get(outcome).copied().unwrap_or(0);
-            let _ = writeln!(
-                out,
-                "cidrcast_reconcile_runs_total{{outcome=\"{outcome}\"}} {n}"
+            sample(
+                o,
+                "cidrcast_reconcile_runs_total",
+                &format!("outcome=\"{outcome}\""),
+                n,
             );
         }
-        help(
-            &mut out,
+        family(
+            o,
             "cidrcast_reconcile_duration_seconds",
             "histogram",
             "Duration of reconciler runs.",
         );
         m.reconcile
-            .render(&mut out, "cidrcast_reconcile_duration_seconds", "");
-        help(
-            &mut out,
+            .render(o, "cidrcast_reconcile_duration_seconds", "");
+        family(
+            o,
             "cidrcast_http_request_duration_seconds",
             "histogram",
             "HTTP request latency by method, route and status.",
@@ -317,17 +268,39 @@ impl Metrics {
                 "method=\"{method}\",route=\"{}\",status=\"{status}\"",
                 escape(route)
             );
-            h.render(&mut out, "cidrcast_http_request_duration_seconds", &labels);
+            h.render(o, "cidrcast_http_request_duration_seconds", &labels);
         }
-        help(
-            &mut out,
+        family(
+            o,
             "cidrcast_ready",
             "gauge",
             "1 when the daemon is ready to serve.",
         );
-        let _ = writeln!(out, "cidrcast_ready {}", u8::from(ready));
+        sample(o, "cidrcast_ready", "", u8::from(ready));
         out
     }
+}
+
+/// Reads one per-subdivision gauge.
+type SubValue = fn(&SubGauges) -> u128;
+
+/// `# HELP` and `# TYPE` of a metric family.
+fn family(out: &mut String, name: &str, kind: &str, text: &str) {
+    let _ = writeln!(out, "# HELP {name} {text}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+/// One sample line (`labels` without braces; empty for none).
+fn sample(out: &mut String, name: &str, labels: &str, value: impl std::fmt::Display) {
+    if labels.is_empty() {
+        let _ = writeln!(out, "{name} {value}");
+    } else {
+        let _ = writeln!(out, "{name}{{{labels}}} {value}");
+    }
+}
+
+fn sub_label(sub: &str) -> String {
+    format!("subdivision=\"{}\"", escape(sub))
 }
 
 /// Escapes a label value (backslash, double quote, newline).
