@@ -734,10 +734,14 @@ fn metrics_count_allocations_by_path() {
     );
     assert_eq!(line("cidrcast_releases_total{subdivision=\"zone-a\"}"), 1.0);
     assert_eq!(line("cidrcast_leases{subdivision=\"zone-a\"}"), 4.0);
-    // One /26 with 61 usable addresses, 4 leased, 1 cooling: 57 idle.
+    // One /26 with 61 usable addresses, 4 leased, 1 cooling: 57 idle, 56 ready now.
     assert_eq!(
         line("cidrcast_idle_addresses{subdivision=\"zone-a\"}"),
         57.0
+    );
+    assert_eq!(
+        line("cidrcast_ready_addresses{subdivision=\"zone-a\"}"),
+        56.0
     );
     assert_eq!(
         line("cidrcast_shards{subdivision=\"zone-a\",state=\"active\"}"),

@@ -117,6 +117,8 @@ pub struct Counters {
 pub struct ShardInfo {
     pub record: ShardRecord,
     pub leases: u64,
+    /// Released addresses still in their cooldown (not leased, not yet ready).
+    pub cooling: u64,
     /// Addresses that can be leased (shard size less reserved addresses).
     pub usable: u128,
 }
@@ -1823,6 +1825,7 @@ impl Ipam {
             .map(|(id, s)| ShardInfo {
                 record: self.shard_record(id),
                 leases: s.leases,
+                cooling: s.addrs.used().saturating_sub(s.leases),
                 usable: u128::from(s.addrs.capacity()),
             })
             .collect();

@@ -896,7 +896,7 @@ fn sub_gauges(ipam: &Ipam) -> Vec<SubGauges> {
                 ShardState::Reserved => g.reserved += 1,
                 ShardState::Active => {
                     g.active += 1;
-                    g.ready += free;
+                    g.ready += free.saturating_sub(u128::from(s.cooling));
                 }
                 ShardState::Draining => g.draining += 1,
             }

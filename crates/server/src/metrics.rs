@@ -75,7 +75,7 @@ pub struct Metrics {
 #[derive(Clone, Debug, Default)]
 pub struct SubGauges {
     pub subdivision: String,
-    /// Addresses that can be leased now (free, in active shards, not cooling).
+    /// Addresses that can be leased now (free, not cooling, in active shards).
     pub ready: u128,
     /// Usable addresses of non-free shards less leases.
     pub idle: u128,
@@ -186,7 +186,7 @@ impl Metrics {
         let per_sub: [(&str, &str, SubValue); 3] = [
             (
                 "cidrcast_ready_addresses",
-                "Addresses ready to lease now (free, in active shards), by subdivision.",
+                "Addresses ready to lease now (free, not cooling, in active shards), by subdivision.",
                 |s| s.ready,
             ),
             (
