@@ -80,6 +80,64 @@ struct State {
     commits: u64,
 }
 
+impl State {
+    /// The ticket covering every operation queued so far.
+    fn ticket(&self) -> Ticket {
+        Ticket {
+            seq: self.appended,
+            epoch: self.epoch,
+        }
+    }
+
+    /// Queues `changes` as one operation (nothing when there are none); returns the ticket that
+    /// covers it and everything before it.
+    fn queue(&mut self, changes: impl IntoIterator<Item = Change>) -> Ticket {
+        let before = self.pending.len();
+        self.pending.extend(changes);
+        if self.pending.len() > before {
+            self.appended += 1;
+        }
+        self.ticket()
+    }
+
+    /// Runs `op` on the allocator at `now` (expired cooldowns end first; `None`: no time passes)
+    /// and queues what it journaled.
+    fn apply<T>(
+        &mut self,
+        now: Option<Time>,
+        op: impl FnOnce(&mut Ipam) -> Result<T, CoreError>,
+    ) -> (Result<T, CoreError>, Ticket) {
+        if let Some(now) = now {
+            self.ipam.expire(now);
+        }
+        let result = op(&mut self.ipam);
+        let journal = self.ipam.take_journal();
+        (result, self.queue(journal))
+    }
+
+    /// `None` while `ticket` is undecided; then `Ok` once it is durable, or the failure of the
+    /// commit that dropped it. After a failed commit, the state was rebuilt from the store:
+    /// durable up to `epoch_durable[epoch]`, the rest failed; a read (`read_only`) is decided
+    /// then, since what it reads now is durable.
+    fn outcome(&self, ticket: Ticket, read_only: bool) -> Option<Result<(), EngineError>> {
+        if self.epoch > ticket.epoch {
+            return Some(
+                if read_only || ticket.seq <= self.epoch_durable[ticket.epoch] {
+                    Ok(())
+                } else {
+                    Err(EngineError::CommitFailed(self.last_failure.clone()))
+                },
+            );
+        }
+        if self.durable >= ticket.seq {
+            return Some(Ok(()));
+        }
+        self.broken
+            .as_ref()
+            .map(|why| Err(EngineError::Unavailable(why.clone())))
+    }
+}
+
 /// What an [`Engine::submit_at`] caller waits for: its changes (and what it saw) being durable.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Ticket {
@@ -181,46 +239,32 @@ impl<S: Store> Engine<S> {
         now: Option<Time>,
         op: impl FnOnce(&mut Ipam) -> Result<T, CoreError>,
     ) -> Result<T, EngineError> {
-        let mut st = self.lock();
-        if let Some(why) = &st.broken {
-            return Err(EngineError::Unavailable(why.clone()));
-        }
-        if let Some(now) = now {
-            st.ipam.expire(now);
-        }
-        let result = op(&mut st.ipam);
-        let journal = st.ipam.take_journal();
-        if !journal.is_empty() {
-            st.pending.extend(journal);
-            st.appended += 1;
-        }
-        let (mine, epoch) = (st.appended, st.epoch);
-        drop(self.wait_durable(st, mine, epoch, false)?);
+        let mut st = self.usable()?;
+        let (result, ticket) = st.apply(now, op);
+        drop(self.wait_durable(st, ticket, false)?);
         Ok(result?)
     }
 
+    /// The state, locked, unless the engine broke (a failed commit it could not recover from).
+    fn usable(&self) -> Result<MutexGuard<'_, State>, EngineError> {
+        let st = self.lock();
+        match &st.broken {
+            Some(why) => Err(EngineError::Unavailable(why.clone())),
+            None => Ok(st),
+        }
+    }
+
+    /// Waits until `ticket` is decided ([`State::outcome`]), committing what is pending when no
+    /// commit is under way.
     fn wait_durable<'a>(
         &'a self,
         mut st: MutexGuard<'a, State>,
-        mine: u64,
-        epoch: usize,
+        ticket: Ticket,
         read_only: bool,
     ) -> Result<MutexGuard<'a, State>, EngineError> {
         loop {
-            if st.epoch > epoch {
-                // A commit failed since: durable up to `epoch_durable[epoch]`, the rest failed. A
-                // read only waits for the outcome: the state was rebuilt from the store, so what it
-                // reads now is durable.
-                if read_only || mine <= st.epoch_durable[epoch] {
-                    return Ok(st);
-                }
-                return Err(EngineError::CommitFailed(st.last_failure.clone()));
-            }
-            if st.durable >= mine {
-                return Ok(st);
-            }
-            if let Some(why) = &st.broken {
-                return Err(EngineError::Unavailable(why.clone()));
+            if let Some(outcome) = st.outcome(ticket, read_only) {
+                return outcome.map(|()| st);
             }
             if st.committing {
                 st = self.done.wait(st).unwrap_or_else(|p| p.into_inner());
@@ -289,22 +333,9 @@ impl<S: Store> Engine<S> {
         now: Time,
         op: impl FnOnce(&mut Ipam, Time) -> Result<T, CoreError>,
     ) -> Result<(Result<T, CoreError>, Ticket), EngineError> {
-        let mut st = self.lock();
-        if let Some(why) = &st.broken {
-            return Err(EngineError::Unavailable(why.clone()));
-        }
-        st.ipam.expire(now);
-        let result = op(&mut st.ipam, now);
-        let journal = st.ipam.take_journal();
-        if !journal.is_empty() {
-            st.pending.extend(journal);
-            st.appended += 1;
-        }
-        let ticket = Ticket {
-            seq: st.appended,
-            epoch: st.epoch,
-        };
-        let waiting = st.durable < ticket.seq;
+        let mut st = self.usable()?;
+        let (result, ticket) = st.apply(Some(now), |ipam| op(ipam, now));
+        let waiting = st.outcome(ticket, false).is_none();
         drop(st);
         if waiting {
             self.work.notify_one();
@@ -315,21 +346,7 @@ impl<S: Store> Engine<S> {
     /// `None` while what `ticket` waits for is not yet durable; then `Ok` (durable) or the
     /// error of the commit that failed it (nothing of it was applied).
     pub fn ticket_status(&self, ticket: Ticket) -> Option<Result<(), EngineError>> {
-        let st = self.lock();
-        if st.epoch > ticket.epoch {
-            return Some(if ticket.seq <= st.epoch_durable[ticket.epoch] {
-                Ok(())
-            } else {
-                Err(EngineError::CommitFailed(st.last_failure.clone()))
-            });
-        }
-        if st.durable >= ticket.seq {
-            return Some(Ok(()));
-        }
-        if let Some(why) = &st.broken {
-            return Some(Err(EngineError::Unavailable(why.clone())));
-        }
-        None
+        self.lock().outcome(ticket, false)
     }
 
     /// Whether a profile of that name exists, without waiting for durability: follow it with a
@@ -369,8 +386,8 @@ impl<S: Store> Engine<S> {
     /// Reads the state; waits until everything it could observe is durable.
     pub fn read<T>(&self, f: impl FnOnce(&Ipam) -> T) -> Result<T, EngineError> {
         let st = self.lock();
-        let (mine, epoch) = (st.appended, st.epoch);
-        let st = self.wait_durable(st, mine, epoch, true)?;
+        let ticket = st.ticket();
+        let st = self.wait_durable(st, ticket, true)?;
         Ok(f(&st.ipam))
     }
 
@@ -382,22 +399,16 @@ impl<S: Store> Engine<S> {
         &self,
         op: impl FnOnce(&Ipam, &Catalog) -> Result<(T, Vec<Change>), CoreError>,
     ) -> Result<T, EngineError> {
-        let mut st = self.lock();
-        if let Some(why) = &st.broken {
-            return Err(EngineError::Unavailable(why.clone()));
-        }
+        let mut st = self.usable()?;
         let result = op(&st.ipam, &st.catalog);
         if let Ok((_, changes)) = &result {
-            if !changes.is_empty() {
-                for change in changes {
-                    st.catalog.apply(change);
-                }
-                st.pending.extend(changes.iter().cloned());
-                st.appended += 1;
+            for change in changes {
+                st.catalog.apply(change);
             }
+            st.queue(changes.iter().cloned());
         }
-        let (mine, epoch) = (st.appended, st.epoch);
-        drop(self.wait_durable(st, mine, epoch, false)?);
+        let ticket = st.ticket();
+        drop(self.wait_durable(st, ticket, false)?);
         Ok(result?.0)
     }
 
@@ -408,14 +419,9 @@ impl<S: Store> Engine<S> {
         if events.is_empty() {
             return Ok(());
         }
-        let mut st = self.lock();
-        if let Some(why) = &st.broken {
-            return Err(EngineError::Unavailable(why.clone()));
-        }
-        st.pending.extend(events.iter().cloned().map(Change::Event));
-        st.appended += 1;
-        let (mine, epoch) = (st.appended, st.epoch);
-        drop(self.wait_durable(st, mine, epoch, false)?);
+        let mut st = self.usable()?;
+        let ticket = st.queue(events.iter().cloned().map(Change::Event));
+        drop(self.wait_durable(st, ticket, false)?);
         Ok(())
     }
 
@@ -453,8 +459,8 @@ impl<S: Store> Engine<S> {
     /// durable.
     fn list<E: Entry>(&self) -> Result<Vec<E>, EngineError> {
         let st = self.lock();
-        let (mine, epoch) = (st.appended, st.epoch);
-        let st = self.wait_durable(st, mine, epoch, true)?;
+        let ticket = st.ticket();
+        let st = self.wait_durable(st, ticket, true)?;
         Ok(E::entries(&st.catalog).values().cloned().collect())
     }
 
