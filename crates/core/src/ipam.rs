@@ -1822,15 +1822,26 @@ impl Ipam {
             .enumerate()
             .filter_map(|(i, s)| s.as_ref().map(|s| (i as ShardId, s)))
             .filter(|(_, s)| filter.is_none_or(|f| s.sub == f))
-            .map(|(id, s)| ShardInfo {
-                record: self.shard_record(id),
-                leases: s.leases,
-                cooling: s.addrs.used().saturating_sub(s.leases),
-                usable: u128::from(s.addrs.capacity()),
-            })
+            .map(|(id, _)| self.shard_info_of(id))
             .collect();
         v.sort_by(|a, b| (&a.record.pool, a.record.prefix).cmp(&(&b.record.pool, b.record.prefix)));
         Ok(v)
+    }
+
+    /// One non-free shard with its figures; [`CoreError::UnknownShard`] when none is claimed at
+    /// `prefix`.
+    pub fn shard_info(&self, prefix: &IpNet) -> Result<ShardInfo, CoreError> {
+        Ok(self.shard_info_of(self.shard_id(prefix)?))
+    }
+
+    fn shard_info_of(&self, id: ShardId) -> ShardInfo {
+        let s = self.shard(id);
+        ShardInfo {
+            record: self.shard_record(id),
+            leases: s.leases,
+            cooling: s.addrs.used().saturating_sub(s.leases),
+            usable: u128::from(s.addrs.capacity()),
+        }
     }
 
     // ----------------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ use cidrcast_config::{
 };
 use cidrcast_core::model::{EventKind, LeaseRecord, Reason, ShardState, VmEvent};
 use cidrcast_core::{AllocPath, CoreError, Ipam};
-use cidrcast_engine::{Engine, EngineError, Ticket};
+use cidrcast_engine::{Engine, Ticket};
 use cidrcast_store::Store;
 use cidrcast_trace::{ReadOptions, TraceReader};
 use ipnet::IpNet;
@@ -47,31 +47,6 @@ pub struct App {
 }
 
 type Result<T, E = ServerError> = std::result::Result<T, E>;
-
-fn forbid(p: &Principal, ipam: &Ipam, subdivision: &str) -> Result<(), CoreError> {
-    // Inside engine closures errors must be CoreErrors; scope refusals are carried out as a
-    // `Limit` marker and turned back into 403 below. Checked before any change is made.
-    if p.sees_subdivision(ipam, subdivision) {
-        Ok(())
-    } else {
-        Err(CoreError::Limit(format!("{SCOPE_MARK}{subdivision}")))
-    }
-}
-
-const SCOPE_MARK: &str = "\u{0}scope:";
-
-/// Turns the scope marker of [`forbid`] into a 403 naming the token and subdivision.
-fn unmark(p: &Principal, e: EngineError) -> ServerError {
-    if let EngineError::Core(CoreError::Limit(m)) = &e {
-        if let Some(sub) = m.strip_prefix(SCOPE_MARK) {
-            return ServerError::Forbidden(format!(
-                "token `{}` may not use subdivision `{sub}`: it is outside the token's scope",
-                p.name
-            ));
-        }
-    }
-    ServerError::Engine(e)
-}
 
 impl App {
     pub fn new(
@@ -166,7 +141,10 @@ impl App {
         let (result, ticket) =
             self.engine
                 .submit_at(cidrcast_engine::unix_now(), |ipam, now| {
-                    forbid(p, ipam, &req.subdivision)?;
+                    // Scope refusals come out as the inner error, before anything changes.
+                    if let Err(denied) = p.check_subdivision(ipam, &req.subdivision) {
+                        return Ok(Err(denied));
+                    }
                     let a = ipam.allocate(
                         &req.subdivision,
                         &req.vm_id,
@@ -177,10 +155,10 @@ impl App {
                     let lease = ipam.lease(&req.vm_id).ok_or_else(|| {
                         CoreError::Corrupt(format!("lease of {} vanished", req.vm_id))
                     })?;
-                    Ok((allocation_view(ipam, &lease, Some(a.path)), a.path))
+                    Ok(Ok((allocation_view(ipam, &lease, Some(a.path)), a.path)))
                 })?;
         self.durable(ticket).await?;
-        let (view, path) = result.map_err(|e| unmark(p, EngineError::Core(e)))?;
+        let (view, path) = result??;
         let created = path != AllocPath::Existing;
         if created {
             self.metrics
@@ -198,11 +176,13 @@ impl App {
                     let lease = ipam
                         .lease(vm_id)
                         .ok_or_else(|| CoreError::UnknownLease(vm_id.to_string()))?;
-                    forbid(p, ipam, &lease.subdivision)?;
-                    Ok((ipam.release(vm_id, now)?, lease.subdivision))
+                    if let Err(denied) = p.check_subdivision(ipam, &lease.subdivision) {
+                        return Ok(Err(denied));
+                    }
+                    Ok(Ok((ipam.release(vm_id, now)?, lease.subdivision)))
                 })?;
         self.durable(ticket).await?;
-        let (address, sub) = result.map_err(|e| unmark(p, EngineError::Core(e)))?;
+        let (address, sub) = result??;
         self.metrics.release(&sub);
         Ok(api::Released {
             vm_id: vm_id.to_string(),
@@ -351,31 +331,32 @@ impl App {
     ) -> Result<bool> {
         p.require(Role::Operator, "changing subdivisions")?;
         self.check_routers_exist(&spec)?;
-        self.engine
-            .execute_untimed(|ipam| {
-                match (&spec.parent, p.is_scoped()) {
-                    (_, false) => {}
-                    (Some(parent), true) => forbid(p, ipam, parent)?,
-                    (None, true) => forbid(p, ipam, &spec.name)?,
+        self.engine.execute_untimed(|ipam| {
+            // A scoped token creates below a subdivision of its scope (a top-level one only if
+            // it is in scope itself) and replaces only one in its scope.
+            let under = spec.parent.as_deref().unwrap_or(&spec.name);
+            if let Err(denied) = p.check_subdivision(ipam, under) {
+                return Ok(Err(denied));
+            }
+            match ipam.subdivision_spec(&spec.name) {
+                None => {
+                    ipam.add_subdivision(spec)?;
+                    Ok(Ok(true))
                 }
-                match ipam.subdivision_spec(&spec.name) {
-                    None => {
-                        ipam.add_subdivision(spec)?;
-                        Ok(true)
+                Some(_) if !replace => Err(CoreError::SubdivisionExists(spec.name.clone())),
+                Some(old) if *old == spec => Ok(Ok(false)),
+                Some(_) => {
+                    if let Err(denied) = p.check_subdivision(ipam, &spec.name) {
+                        return Ok(Err(denied));
                     }
-                    Some(_) if !replace => Err(CoreError::SubdivisionExists(spec.name.clone())),
-                    Some(old) if *old == spec => Ok(false),
-                    Some(_) => {
-                        forbid(p, ipam, &spec.name)?;
-                        let mut scratch = ipam.clone();
-                        scratch.remove_subdivision(&spec.name)?;
-                        scratch.add_subdivision(spec)?;
-                        *ipam = scratch;
-                        Ok(false)
-                    }
+                    let mut scratch = ipam.clone();
+                    scratch.remove_subdivision(&spec.name)?;
+                    scratch.add_subdivision(spec)?;
+                    *ipam = scratch;
+                    Ok(Ok(false))
                 }
-            })
-            .map_err(|e| unmark(p, e))
+            }
+        })?
     }
 
     fn check_routers_exist(&self, spec: &SubdivisionSpec) -> Result<()> {
@@ -406,12 +387,12 @@ impl App {
                 r.name
             )));
         }
-        self.engine
-            .execute_untimed(|ipam| {
-                forbid(p, ipam, name)?;
-                ipam.remove_subdivision(name)
-            })
-            .map_err(|e| unmark(p, e))
+        self.engine.execute_untimed(|ipam| {
+            if let Err(denied) = p.check_subdivision(ipam, name) {
+                return Ok(Err(denied));
+            }
+            ipam.remove_subdivision(name).map(Ok)
+        })?
     }
 
     // ----- profiles -----
@@ -595,41 +576,30 @@ impl App {
         })?
     }
 
-    fn shard_subdivision(ipam: &Ipam, prefix: &IpNet) -> Result<String, CoreError> {
-        ipam.shards(None)?
-            .into_iter()
-            .find(|s| s.record.prefix == *prefix)
-            .map(|s| s.record.subdivision)
-            .ok_or(CoreError::UnknownShard(*prefix))
-    }
-
     /// Drains a shard: no new leases; it is released when its last lease goes.
     pub fn drain_shard(&self, p: &Principal, prefix: IpNet) -> Result<Option<api::Shard>> {
         p.require(Role::Operator, "draining shards")?;
-        self.engine
-            .execute(|ipam, now| {
-                let sub = Self::shard_subdivision(ipam, &prefix)?;
-                forbid(p, ipam, &sub)?;
-                ipam.drain_shard(&prefix, Reason::Operator, now)?;
-                Ok(ipam
-                    .shards(Some(&sub))?
-                    .into_iter()
-                    .find(|s| s.record.prefix == prefix)
-                    .map(shard_view))
-            })
-            .map_err(|e| unmark(p, e))
+        self.engine.execute(|ipam, now| {
+            let sub = ipam.shard_info(&prefix)?.record.subdivision;
+            if let Err(denied) = p.check_subdivision(ipam, &sub) {
+                return Ok(Err(denied));
+            }
+            ipam.drain_shard(&prefix, Reason::Operator, now)?;
+            // Gone when it was released at once (nothing leased or cooling).
+            Ok(Ok(ipam.shard_info(&prefix).ok().map(shard_view)))
+        })?
     }
 
     /// Releases a shard (refused while it holds leases).
     pub fn release_shard(&self, p: &Principal, prefix: IpNet) -> Result<()> {
         p.require(Role::Operator, "releasing shards")?;
-        self.engine
-            .execute(|ipam, now| {
-                let sub = Self::shard_subdivision(ipam, &prefix)?;
-                forbid(p, ipam, &sub)?;
-                ipam.release_shard(&prefix, Reason::Operator, now)
-            })
-            .map_err(|e| unmark(p, e))
+        self.engine.execute(|ipam, now| {
+            let sub = ipam.shard_info(&prefix)?.record.subdivision;
+            if let Err(denied) = p.check_subdivision(ipam, &sub) {
+                return Ok(Err(denied));
+            }
+            ipam.release_shard(&prefix, Reason::Operator, now).map(Ok)
+        })?
     }
 
     // ----- history -----

@@ -99,17 +99,25 @@ impl App {
         }
         let mut plan = self.run_plan(true)?;
         if principal.is_scoped() {
-            let visible = |sub: &str| {
-                self.engine
-                    .read(|ipam| principal.sees_subdivision(ipam, sub))
-                    .unwrap_or(false)
-            };
-            plan.plan.actions.retain(|a| visible(&a.subdivision));
-            plan.plan.shortfalls.retain(|s| visible(&s.subdivision));
-            plan.plan.targets.retain(|t| visible(&t.subdivision));
-            plan.plan.aggregates.retain(|a| visible(&a.subdivision));
+            let visible = self.visible_subdivisions(principal)?;
+            let sees = |sub: &String| visible.contains(sub);
+            plan.plan.actions.retain(|a| sees(&a.subdivision));
+            plan.plan.shortfalls.retain(|s| sees(&s.subdivision));
+            plan.plan.targets.retain(|t| sees(&t.subdivision));
+            plan.plan.aggregates.retain(|a| sees(&a.subdivision));
         }
         Ok(plan)
+    }
+
+    /// The subdivisions the token may see, sorted, in one read of the state.
+    fn visible_subdivisions(&self, principal: &Principal) -> Result<Vec<String>, ServerError> {
+        Ok(self.engine.read(|ipam| {
+            ipam.subdivision_specs()
+                .into_iter()
+                .filter(|s| principal.sees_subdivision(ipam, &s.name))
+                .map(|s| s.name)
+                .collect()
+        })?)
     }
 
     /// `GET /v1/forecasts`: every subdivision's forecast now, in the token's scope.
@@ -121,14 +129,8 @@ impl App {
             p.inner.catch_up(&self.engine)?;
             (p.inner.forecasts(now), p.inner.stats())
         };
-        let known = self.engine.read(|ipam| {
-            ipam.subdivision_specs()
-                .into_iter()
-                .filter(|s| principal.sees_subdivision(ipam, &s.name))
-                .map(|s| s.name)
-                .collect::<Vec<_>>()
-        })?;
-        let mut out: Vec<api::Forecast> = known
+        let known = self.visible_subdivisions(principal)?;
+        let out: Vec<api::Forecast> = known
             .iter()
             .map(|name| {
                 let f = subs.iter().find(|f| f.subdivision == *name);
@@ -142,7 +144,6 @@ impl App {
                 }
             })
             .collect();
-        out.sort_by(|a, b| a.subdivision.cmp(&b.subdivision));
         let scored = stats.forecasts_scored > 0;
         Ok(api::Forecasts {
             time: now,
