@@ -1,8 +1,8 @@
 //! [`Config::validate`]: every rule that a well-typed configuration can still break.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
 
+use cidrcast_core::model::FieldError;
 use ipnet::IpNet;
 
 use crate::{
@@ -563,134 +563,31 @@ fn parent_cycles(subs: &[SubdivisionSpec], origin: &str) -> Result {
 }
 
 fn profile(p: &Profile, origin: &str) -> Result {
-    let e = entry("profile", &p.name);
-    if p.vcpus == 0 {
-        return Err(ConfigError::invalid(
-            origin,
-            &e,
-            "vcpus",
-            0,
-            "a VM has at least 1 vCPU",
-        ));
-    }
-    if !p.memory_gib.is_finite() || p.memory_gib <= 0.0 {
-        return Err(ConfigError::invalid(
-            origin,
-            &e,
-            "memory_gib",
-            p.memory_gib,
-            "must be a finite number of GiB > 0",
-        ));
-    }
-    if !p.network_mbps.is_finite() || p.network_mbps < 0.0 {
-        return Err(ConfigError::invalid(
-            origin,
-            &e,
-            "network_mbps",
-            p.network_mbps,
-            "must be a finite number of Mbit/s >= 0",
-        ));
-    }
-    Ok(())
+    p.check_fields()
+        .map_err(|f| field_error(origin, entry("profile", &p.name), f))
+}
+
+/// A refused field found by a core check, as a configuration error.
+fn field_error(origin: &str, entry: String, f: FieldError) -> ConfigError {
+    ConfigError::invalid(origin, entry, f.field, f.value, f.reason)
 }
 
 fn router(r: &RouterSpec, config: &Config, origin: &str) -> Result {
     let e = entry("router", &r.name);
-    if r.router_id.is_unspecified() || r.router_id.is_broadcast() || r.router_id.is_multicast() {
+    r.check_fields()
+        .map_err(|f| field_error(origin, e.clone(), f))?;
+    if let Some(name) = r
+        .subdivisions
+        .iter()
+        .find(|s| config.subdivision(s).is_none())
+    {
         return Err(ConfigError::invalid(
             origin,
             &e,
-            "router_id",
-            format_args!("\"{}\"", r.router_id),
-            "not usable as a BGP router id; use a unicast IPv4 address of the router",
+            "subdivisions",
+            format_args!("{name:?}"),
+            "no [[subdivision]] has this name",
         ));
-    }
-    if r.asn == 0 {
-        return Err(ConfigError::invalid(
-            origin,
-            &e,
-            "asn",
-            0,
-            "AS number 0 is reserved; use 1 to 4294967295",
-        ));
-    }
-    for (i, n) in r.neighbors.iter().enumerate() {
-        let bad_address = match n.address {
-            IpAddr::V4(a) => a.is_unspecified() || a.is_broadcast() || a.is_multicast(),
-            IpAddr::V6(a) => a.is_unspecified() || a.is_multicast(),
-        };
-        if bad_address {
-            return Err(ConfigError::invalid(
-                origin,
-                &e,
-                "neighbors.address",
-                format_args!("\"{}\"", n.address),
-                "not a unicast address a BGP session can be opened to",
-            ));
-        }
-        if r.neighbors[..i].iter().any(|m| m.address == n.address) {
-            return Err(ConfigError::invalid(
-                origin,
-                &e,
-                "neighbors.address",
-                format_args!("\"{}\"", n.address),
-                "listed twice",
-            ));
-        }
-        if n.asn == 0 {
-            return Err(ConfigError::invalid(
-                origin,
-                &e,
-                "neighbors.asn",
-                0,
-                format!(
-                    "AS number 0 (of neighbor \"{}\") is reserved; use 1 to 4294967295",
-                    n.address
-                ),
-            ));
-        }
-    }
-    for (i, name) in r.subdivisions.iter().enumerate() {
-        if config.subdivision(name).is_none() {
-            return Err(ConfigError::invalid(
-                origin,
-                &e,
-                "subdivisions",
-                format_args!("{name:?}"),
-                "no [[subdivision]] has this name",
-            ));
-        }
-        if r.subdivisions[..i].contains(name) {
-            return Err(ConfigError::invalid(
-                origin,
-                &e,
-                "subdivisions",
-                format_args!("{name:?}"),
-                "listed twice",
-            ));
-        }
-    }
-    if let Some(path) = &r.config_path {
-        if path.as_os_str().is_empty() {
-            return Err(ConfigError::invalid(
-                origin,
-                &e,
-                "config_path",
-                "\"\"",
-                "must be a file path; leave the key out to not write the configuration",
-            ));
-        }
-    }
-    if let Some(cmd) = &r.reload_command {
-        if cmd.trim().is_empty() {
-            return Err(ConfigError::invalid(
-                origin,
-                &e,
-                "reload_command",
-                format_args!("{cmd:?}"),
-                "must be a command; leave the key out to not reload",
-            ));
-        }
     }
     Ok(())
 }
@@ -769,9 +666,10 @@ fn event(ev: &ExternalEventSpec, config: &Config, origin: &str) -> Result {
 
 #[cfg(test)]
 mod tests {
-    //! The per-entry checks of a profile or a router exist twice: here, in file order with the
-    //! cross-entry ones, and in the core crate ([`Profile::validate`], [`RouterSpec::validate`]),
-    //! which the API uses. Both must refuse the same entries with the same words.
+    //! The per-field checks of a profile or a router are the core crate's
+    //! ([`Profile::check_fields`], [`RouterSpec::check_fields`]), which the API uses through
+    //! [`Profile::validate`] and [`RouterSpec::validate`]: a file and the API must refuse the
+    //! same entries with the same words.
 
     use std::net::Ipv4Addr;
     use std::path::PathBuf;

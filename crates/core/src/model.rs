@@ -431,9 +431,8 @@ impl Profile {
         self.network_mbps
     }
 
-    /// Checks every field on its own: the name, `vcpus` >= 1, `memory_gib` finite and > 0,
-    /// `network_mbps` finite and >= 0. The error ([`CoreError::InvalidProfile`]) names the field
-    /// and its value.
+    /// Checks every field on its own: the name, then [`Profile::check_fields`]. The error
+    /// ([`CoreError::InvalidProfile`]) names the field and its value.
     pub fn validate(&self) -> Result<(), CoreError> {
         let invalid = |message: String| CoreError::InvalidProfile {
             name: self.name.clone(),
@@ -442,22 +441,55 @@ impl Profile {
         if !name_ok(&self.name, MAX_NAME_LEN) {
             return Err(invalid(bad_name(&self.name, MAX_NAME_LEN)));
         }
+        self.check_fields().map_err(|f| invalid(f.to_string()))
+    }
+
+    /// The checks of the numbers (the name is checked with the other names): `vcpus` >= 1,
+    /// `memory_gib` finite and > 0, `network_mbps` finite and >= 0. The configuration file and
+    /// the API both use them.
+    pub fn check_fields(&self) -> Result<(), FieldError> {
         if self.vcpus == 0 {
-            return Err(invalid("vcpus = 0: a VM has at least 1 vCPU".to_string()));
+            return Err(FieldError::new("vcpus", 0, "a VM has at least 1 vCPU"));
         }
         if !self.memory_gib.is_finite() || self.memory_gib <= 0.0 {
-            return Err(invalid(format!(
-                "memory_gib = {}: must be a finite number of GiB > 0",
-                self.memory_gib
-            )));
+            return Err(FieldError::new(
+                "memory_gib",
+                self.memory_gib,
+                "must be a finite number of GiB > 0",
+            ));
         }
         if !self.network_mbps.is_finite() || self.network_mbps < 0.0 {
-            return Err(invalid(format!(
-                "network_mbps = {}: must be a finite number of Mbit/s >= 0",
-                self.network_mbps
-            )));
+            return Err(FieldError::new(
+                "network_mbps",
+                self.network_mbps,
+                "must be a finite number of Mbit/s >= 0",
+            ));
         }
         Ok(())
+    }
+}
+
+/// A field whose value is refused: the field, the value as written, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FieldError {
+    pub field: &'static str,
+    pub value: String,
+    pub reason: String,
+}
+
+impl FieldError {
+    pub fn new(field: &'static str, value: impl fmt::Display, reason: impl Into<String>) -> Self {
+        FieldError {
+            field,
+            value: value.to_string(),
+            reason: reason.into(),
+        }
+    }
+}
+
+impl fmt::Display for FieldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} = {}: {}", self.field, self.value, self.reason)
     }
 }
 
@@ -531,11 +563,8 @@ pub struct RouterSpec {
 }
 
 impl RouterSpec {
-    /// Checks every field on its own (what does not depend on other records): the name, a router
-    /// id usable as a BGP router id (not 0.0.0.0, broadcast or multicast), AS number not 0,
-    /// neighbors with unicast addresses, each listed once and with an AS number not 0,
-    /// subdivisions each listed once, a non-empty `config_path` and a non-blank
-    /// `reload_command` when given. Whether the subdivisions exist is the caller's check. The
+    /// Checks every field on its own (what does not depend on other records): the name, then
+    /// [`RouterSpec::check_fields`]. Whether the subdivisions exist is the caller's check. The
     /// error ([`CoreError::InvalidRouter`]) names the field and its value.
     pub fn validate(&self) -> Result<(), CoreError> {
         let invalid = |message: String| CoreError::InvalidRouter {
@@ -545,16 +574,28 @@ impl RouterSpec {
         if !name_ok(&self.name, MAX_NAME_LEN) {
             return Err(invalid(bad_name(&self.name, MAX_NAME_LEN)));
         }
+        self.check_fields().map_err(|f| invalid(f.to_string()))
+    }
+
+    /// The checks of the fields but the name: a router id usable as a BGP router id (not
+    /// 0.0.0.0, broadcast or multicast), AS number not 0, neighbors with unicast addresses, each
+    /// listed once and with an AS number not 0, subdivisions each listed once, a non-empty
+    /// `config_path` and a non-blank `reload_command` when given. The configuration file and the
+    /// API both use them.
+    pub fn check_fields(&self) -> Result<(), FieldError> {
         let id = self.router_id;
         if id.is_unspecified() || id.is_broadcast() || id.is_multicast() {
-            return Err(invalid(format!(
-                "router_id = \"{id}\": not usable as a BGP router id; use a unicast IPv4 \
-                 address of the router"
-            )));
+            return Err(FieldError::new(
+                "router_id",
+                format_args!("\"{id}\""),
+                "not usable as a BGP router id; use a unicast IPv4 address of the router",
+            ));
         }
         if self.asn == 0 {
-            return Err(invalid(
-                "asn = 0: AS number 0 is reserved; use 1 to 4294967295".to_string(),
+            return Err(FieldError::new(
+                "asn",
+                0,
+                "AS number 0 is reserved; use 1 to 4294967295",
             ));
         }
         for (i, n) in self.neighbors.iter().enumerate() {
@@ -562,46 +603,54 @@ impl RouterSpec {
                 IpAddr::V4(a) => a.is_unspecified() || a.is_broadcast() || a.is_multicast(),
                 IpAddr::V6(a) => a.is_unspecified() || a.is_multicast(),
             };
+            let address = format_args!("\"{}\"", n.address).to_string();
             if bad_address {
-                return Err(invalid(format!(
-                    "neighbors.address = \"{}\": not a unicast address a BGP session can be \
-                     opened to",
-                    n.address
-                )));
+                return Err(FieldError::new(
+                    "neighbors.address",
+                    address,
+                    "not a unicast address a BGP session can be opened to",
+                ));
             }
             if self.neighbors[..i].iter().any(|m| m.address == n.address) {
-                return Err(invalid(format!(
-                    "neighbors.address = \"{}\": listed twice",
-                    n.address
-                )));
+                return Err(FieldError::new(
+                    "neighbors.address",
+                    address,
+                    "listed twice",
+                ));
             }
             if n.asn == 0 {
-                return Err(invalid(format!(
-                    "neighbors.asn = 0: AS number 0 (of neighbor \"{}\") is reserved; use 1 to \
-                     4294967295",
-                    n.address
-                )));
+                return Err(FieldError::new(
+                    "neighbors.asn",
+                    0,
+                    format!("AS number 0 (of neighbor {address}) is reserved; use 1 to 4294967295"),
+                ));
             }
         }
         for (i, name) in self.subdivisions.iter().enumerate() {
             if self.subdivisions[..i].contains(name) {
-                return Err(invalid(format!("subdivisions = {name:?}: listed twice")));
+                return Err(FieldError::new(
+                    "subdivisions",
+                    format_args!("{name:?}"),
+                    "listed twice",
+                ));
             }
         }
         if let Some(path) = &self.config_path {
             if path.as_os_str().is_empty() {
-                return Err(invalid(
-                    "config_path = \"\": must be a file path; leave the key out to not write \
-                     the configuration"
-                        .to_string(),
+                return Err(FieldError::new(
+                    "config_path",
+                    "\"\"",
+                    "must be a file path; leave the key out to not write the configuration",
                 ));
             }
         }
         if let Some(cmd) = &self.reload_command {
             if cmd.trim().is_empty() {
-                return Err(invalid(format!(
-                    "reload_command = {cmd:?}: must be a command; leave the key out to not reload"
-                )));
+                return Err(FieldError::new(
+                    "reload_command",
+                    format_args!("{cmd:?}"),
+                    "must be a command; leave the key out to not reload",
+                ));
             }
         }
         Ok(())
