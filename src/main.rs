@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use commands::{
-    admin, debug, demo, events, forecast, lease, serve, shards, simulate, status, trace,
+    admin, debug, demo, events, forecast, lease, router, serve, shards, simulate, status, trace,
 };
 use context::Ctx;
 use output::Format;
@@ -85,6 +85,9 @@ enum Command {
     /// Shard lifecycle by hand: claim, activate, drain, release.
     #[command(subcommand)]
     Shard(ShardCmd),
+    /// Router configurations (FRR, BIRD) that announce the shards: list, render, diff, apply.
+    #[command(subcommand)]
+    Router(RouterCmd),
     /// The minimal CIDR cover (routes) of each subdivision's shards.
     Routes {
         #[arg(long)]
@@ -346,6 +349,34 @@ enum EventCmd {
 }
 
 #[derive(Subcommand)]
+enum RouterCmd {
+    /// List routers with their announced prefixes and whether the deployed file is up to date.
+    List,
+    /// Print a router's configuration rendered from the current shard set.
+    Render {
+        #[arg(long)]
+        router: String,
+        /// frr | bird | json (default: the router's flavor).
+        #[arg(long)]
+        format: Option<String>,
+    },
+    /// Show what `apply` would change: a unified diff from the deployed file to the rendering.
+    Diff {
+        #[arg(long)]
+        router: String,
+        /// Exit with status 3 when the deployed file differs (errors exit 1).
+        #[arg(long)]
+        exit_code: bool,
+    },
+    /// Validate the rendering with the daemon's parser, write it atomically to the router's
+    /// config_path, run its reload_command; a failed reload puts the previous file back.
+    Apply {
+        #[arg(long)]
+        router: String,
+    },
+}
+
+#[derive(Subcommand)]
 enum ShardCmd {
     /// Claim a free shard for a subdivision (free → reserved).
     Claim {
@@ -511,6 +542,19 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Shard(ShardCmd::Drain { prefix }) => shards::drain(&ctx()?, &prefix),
         Command::Shard(ShardCmd::Release { prefix }) => shards::release(&ctx()?, &prefix),
         Command::Routes { subdivision } => shards::routes(&ctx()?, subdivision.as_deref()),
+        Command::Router(RouterCmd::List) => router::list(&ctx()?),
+        Command::Router(RouterCmd::Render { router, format }) => {
+            router::render(&ctx()?, &router, format.as_deref())
+        }
+        Command::Router(RouterCmd::Diff { router, exit_code }) => {
+            if router::diff(&ctx()?, &router, exit_code)? {
+                use std::io::Write;
+                let _ = std::io::stdout().flush();
+                std::process::exit(3);
+            }
+            Ok(())
+        }
+        Command::Router(RouterCmd::Apply { router }) => router::apply(&ctx()?, &router),
         Command::Serve {
             listen,
             insecure_no_auth,
@@ -658,6 +702,11 @@ fn main() -> ExitCode {
                 }
             }
             eprintln!("error: {line}");
+            // What follows the first line of the error (e.g. a daemon's own parse errors),
+            // indented under it.
+            for l in e.to_string().lines().skip(1) {
+                eprintln!("  {l}");
+            }
             ExitCode::FAILURE
         }
     }

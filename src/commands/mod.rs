@@ -6,6 +6,7 @@ pub mod demo;
 pub mod events;
 pub mod forecast;
 pub mod lease;
+pub mod router;
 pub mod serve;
 pub mod shards;
 pub mod simulate;

@@ -19,8 +19,8 @@ use std::path::{Path, PathBuf};
 
 use cidrcast_core::model::default_vrf;
 pub use cidrcast_core::model::{
-    ExternalEventSpec, Flavor, Neighbor, PoolSpec, Profile, RouterSpec, SubdivisionSpec,
-    DEFAULT_COOLDOWN_S, EVENT_SCOPE_ALL,
+    Community, ExternalEventSpec, Flavor, Neighbor, PoolSpec, Profile, RouterSpec, RoutingPolicy,
+    SubdivisionSpec, DEFAULT_COOLDOWN_S, EVENT_SCOPE_ALL,
 };
 use serde::{Deserialize, Serialize};
 

@@ -702,6 +702,7 @@ mod tests {
                 subdivisions: vec!["eu".to_string(), "us".to_string()],
                 config_path: Some(PathBuf::from("/etc/frr/frr.conf")),
                 reload_command: Some("systemctl reload frr".to_string()),
+                policy: Default::default(),
             }],
             ..Config::default()
         }

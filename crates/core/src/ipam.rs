@@ -110,6 +110,9 @@ pub struct Counters {
     pub shard_releases: u64,
     pub borrowed_claims: u64,
     pub home_growths: u64,
+    /// Shard state changes of any kind (claim, activate, drain, release): when it moves, the
+    /// set of announced shards may have changed and router configurations are rendered again.
+    pub shard_transitions: u64,
 }
 
 /// A shard with its live figures.
@@ -1067,6 +1070,7 @@ impl Ipam {
     }
 
     fn record_transition(&mut self, id: ShardId, from: Option<ShardState>, to: Option<ShardState>) {
+        self.counters.shard_transitions += 1;
         if !self.journaling {
             return;
         }

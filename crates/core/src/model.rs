@@ -560,6 +560,154 @@ pub struct RouterSpec {
     /// Shell command run after writing the configuration, e.g. `systemctl reload frr`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reload_command: Option<String>,
+    /// How announcements are tagged and preferred (`[router.policy]`); every key has a default.
+    #[serde(default, skip_serializing_if = "RoutingPolicy::is_default")]
+    pub policy: RoutingPolicy,
+}
+
+/// A standard BGP community (RFC 1997), written `ASN:VALUE`, each part 0 to 65535.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Community {
+    pub asn: u16,
+    pub value: u16,
+}
+
+impl fmt::Display for Community {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.asn, self.value)
+    }
+}
+
+impl From<Community> for String {
+    fn from(c: Community) -> String {
+        c.to_string()
+    }
+}
+
+impl TryFrom<String> for Community {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+
+impl std::str::FromStr for Community {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || {
+            format!(
+                "{s:?} is not a BGP community: write ASN:VALUE, each 0 to 65535, e.g. \"65001:100\""
+            )
+        };
+        let (a, v) = s.split_once(':').ok_or_else(bad)?;
+        Ok(Community {
+            asn: a.trim().parse().map_err(|_| bad())?,
+            value: v.trim().parse().map_err(|_| bad())?,
+        })
+    }
+}
+
+/// Default LOCAL_PREF of announced prefixes (above the usual default of 100).
+pub const DEFAULT_LOCAL_PREF: u32 = 200;
+/// Default MED of announced prefixes (lowest, i.e. most preferred).
+pub const DEFAULT_MED: u32 = 0;
+/// Default community value (after the router's AS number) of active prefixes.
+pub const DEFAULT_ACTIVE_COMMUNITY_VALUE: u16 = 100;
+/// Default community value (after the router's AS number) of prefetched prefixes.
+pub const DEFAULT_PREFETCHED_COMMUNITY_VALUE: u16 = 200;
+
+/// The routing policy of a router's announcements. Prefixes covering active (and still draining)
+/// shards carry `active_community`; prefixes covering reserved (prefetched) shards carry
+/// `prefetched_community`; both carry LOCAL_PREF `local_pref` (sent to iBGP peers) and MED `med`
+/// (sent to eBGP peers), so that where another router announces the same prefix (a standby, or a
+/// parent's router), the owning subdivision's router is preferred.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoutingPolicy {
+    /// Community of active prefixes; default `ASN:100` (needs an AS number up to 65535).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active_community: Option<Community>,
+    /// Community of prefetched prefixes; default `ASN:200` (needs an AS number up to 65535).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefetched_community: Option<Community>,
+    /// LOCAL_PREF of every announced prefix; default 200.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local_pref: Option<u32>,
+    /// MED of every announced prefix; default 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub med: Option<u32>,
+}
+
+/// A [`RoutingPolicy`] with its defaults filled in for one router.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct ResolvedPolicy {
+    pub active_community: Community,
+    pub prefetched_community: Community,
+    pub local_pref: u32,
+    pub med: u32,
+}
+
+impl RoutingPolicy {
+    /// No key set: every default applies.
+    pub fn is_default(&self) -> bool {
+        *self == RoutingPolicy::default()
+    }
+
+    /// The policy with its defaults for a router of AS `asn`; refuses a default community when
+    /// `asn` does not fit one (above 65535), communities in the reserved ranges (AS part 0 or
+    /// 65535, RFC 1997 and RFC 7999), and one community for both classes.
+    pub fn resolve(&self, asn: u32) -> Result<ResolvedPolicy, FieldError> {
+        let community = |given: Option<Community>, field: &'static str, value: u16| {
+            let c = match given {
+                Some(c) => c,
+                None => Community {
+                    asn: u16::try_from(asn).map_err(|_| {
+                        FieldError::new(
+                            field,
+                            "(not set)",
+                            format!(
+                                "required for AS {asn}: the default {asn}:{value} does not fit a \
+                                 standard community (AS part up to 65535)"
+                            ),
+                        )
+                    })?,
+                    value,
+                },
+            };
+            if c.asn == 0 || c.asn == u16::MAX {
+                return Err(FieldError::new(
+                    field,
+                    format_args!("\"{c}\""),
+                    "communities with AS part 0 or 65535 are reserved (RFC 1997); use your AS number",
+                ));
+            }
+            Ok(c)
+        };
+        let active = community(
+            self.active_community,
+            "policy.active_community",
+            DEFAULT_ACTIVE_COMMUNITY_VALUE,
+        )?;
+        let prefetched = community(
+            self.prefetched_community,
+            "policy.prefetched_community",
+            DEFAULT_PREFETCHED_COMMUNITY_VALUE,
+        )?;
+        if active == prefetched {
+            return Err(FieldError::new(
+                "policy.prefetched_community",
+                format_args!("\"{prefetched}\""),
+                "must differ from policy.active_community, so that peers can tell them apart",
+            ));
+        }
+        Ok(ResolvedPolicy {
+            active_community: active,
+            prefetched_community: prefetched,
+            local_pref: self.local_pref.unwrap_or(DEFAULT_LOCAL_PREF),
+            med: self.med.unwrap_or(DEFAULT_MED),
+        })
+    }
 }
 
 impl RouterSpec {
@@ -580,8 +728,8 @@ impl RouterSpec {
     /// The checks of the fields but the name: a router id usable as a BGP router id (not
     /// 0.0.0.0, broadcast or multicast), AS number not 0, neighbors with unicast addresses, each
     /// listed once and with an AS number not 0, subdivisions each listed once, a non-empty
-    /// `config_path` and a non-blank `reload_command` when given. The configuration file and the
-    /// API both use them.
+    /// `config_path` and a non-blank `reload_command` when given, and a policy that resolves
+    /// ([`RoutingPolicy::resolve`]). The configuration file and the API both use them.
     pub fn check_fields(&self) -> Result<(), FieldError> {
         let id = self.router_id;
         if id.is_unspecified() || id.is_broadcast() || id.is_multicast() {
@@ -653,7 +801,7 @@ impl RouterSpec {
                 ));
             }
         }
-        Ok(())
+        self.policy.resolve(self.asn).map(|_| ())
     }
 }
 
@@ -674,6 +822,8 @@ struct RawRouter {
     config_path: Option<PathBuf>,
     #[serde(default)]
     reload_command: Option<String>,
+    #[serde(default)]
+    policy: RoutingPolicy,
 }
 
 #[derive(Deserialize)]
@@ -739,6 +889,7 @@ impl TryFrom<RawRouter> for RouterSpec {
             subdivisions: raw.subdivisions,
             config_path: raw.config_path,
             reload_command: raw.reload_command,
+            policy: raw.policy,
         })
     }
 }
@@ -859,6 +1010,7 @@ mod tests {
             subdivisions: vec!["eu".to_string(), "us".to_string()],
             config_path: Some(PathBuf::from("/etc/bird/bird.conf")),
             reload_command: Some("birdc configure".to_string()),
+            policy: Default::default(),
         }
     }
 

@@ -46,6 +46,7 @@ fn router(name: &str, subdivisions: &[&str]) -> RouterSpec {
         subdivisions: subdivisions.iter().map(|s| s.to_string()).collect(),
         config_path: Some(PathBuf::from(format!("/etc/frr/{name}.conf"))),
         reload_command: Some("systemctl reload frr".to_string()),
+        policy: Default::default(),
     }
 }
 

@@ -197,6 +197,7 @@ pub fn router(name: &str) -> RouterSpec {
         subdivisions: vec!["s1".to_string()],
         config_path: Some(PathBuf::from(format!("/etc/frr/{name}.conf"))),
         reload_command: Some("systemctl reload frr".to_string()),
+        policy: Default::default(),
     }
 }
 
