@@ -53,6 +53,11 @@ pub fn serve(ctx: &Ctx, args: ServeArgs) -> Result<()> {
     let engine = Engine::open(Box::new(store) as Box<dyn Store>, config.settings.to_core())
         .with_context(|| format!("cannot load the store in {}", ctx.data_dir.display()))?;
     bring_in(&engine, config, ctx.config_path.is_some())?;
+    // The daemon deploys the configuration of every router with a config_path: refuse to start
+    // when it could not write one.
+    for r in engine.routers()? {
+        cidrcast_router::check_writable(&r)?;
+    }
     let prefetcher = Prefetcher::new(&config.server)?;
     let app = Arc::new(App::new(
         engine,

@@ -165,8 +165,21 @@ neighbors = [
 subdivisions = ["eu-a", "eu-a-r1"]
 # Where the rendered configuration is written. Optional.
 config_path = "/etc/frr/frr.conf"
-# Command run after writing it. Optional.
-reload_command = "systemctl reload frr"
+# Command run after writing it (sh -c; CIDRCAST_ROUTER and CIDRCAST_CONFIG_PATH are set).
+# Optional. When it fails, the previous file is put back and the failure reported. For FRR,
+# frr-reload.py applies only the differences; for BIRD, `birdc configure`.
+reload_command = "/usr/lib/frr/frr-reload.py --reload /etc/frr/frr.conf"
+
+# Routing policy of the announcements. Optional; these are the defaults.
+[router.policy]
+# Community on prefixes of active (and draining) shards: "ASN:VALUE", default <asn>:100.
+active_community = "65001:100"
+# Community on prefixes of reserved (prefetched) shards, default <asn>:200.
+prefetched_community = "65001:200"
+# LOCAL_PREF (iBGP) and MED (eBGP) of every announced prefix: the owning subdivision's router
+# is preferred where another router announces the same prefix.
+local_pref = 200
+med = 0
 
 [[router]]
 name = "edge-eu-b"
@@ -175,7 +188,7 @@ router_id = "192.0.2.2"
 asn = 65002
 neighbors = [{ address = "192.0.2.253", asn = 65000 }]
 # No `subdivisions` here: subdivision "eu-b" names this router in its `routers`.
-config_path = "/etc/bird/cidrcast.conf"
+config_path = "/etc/bird/bird.conf"
 reload_command = "birdc configure"
 
 # -------------------------------------------------------------------------------------------

@@ -220,13 +220,34 @@ fn asn_outside_u32_is_rejected_naming_router_and_value() {
         ),
         &["router \"edge\"", "neighbors[0]", "asn = 5000000000"],
     );
-    // The top of the range is accepted.
-    let c = Config::from_toml_str(
+    // The top of the range is accepted, with communities given: the default ASN:100 does not
+    // fit a standard community above AS 65535.
+    parse_rejected(
         &format!("{ROUTER}router_id = \"192.0.2.1\"\nasn = 4294967295\n"),
+        &[
+            "router \"edge\"",
+            "policy.active_community",
+            "AS 4294967295",
+        ],
+    );
+    let c = Config::from_toml_str(
+        &format!(
+            "{ROUTER}router_id = \"192.0.2.1\"\nasn = 4294967295\n\
+             [router.policy]\nactive_community = \"64512:1\"\nprefetched_community = \"64512:2\"\n"
+        ),
         ORIGIN,
     )
     .unwrap();
     assert_eq!(c.routers[0].asn, u32::MAX);
+    assert_eq!(
+        c.routers[0]
+            .policy
+            .resolve(u32::MAX)
+            .unwrap()
+            .prefetched_community
+            .to_string(),
+        "64512:2"
+    );
 }
 
 #[test]

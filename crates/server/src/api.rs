@@ -207,3 +207,12 @@ pub struct Health {
     /// ok, or why not.
     pub status: String,
 }
+
+/// Query of `GET /v1/routers/{name}/config`.
+#[derive(Clone, Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct RouterConfigQuery {
+    /// frr, bird or json; default: the router's flavor.
+    pub format: Option<String>,
+}

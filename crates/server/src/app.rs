@@ -38,6 +38,8 @@ pub struct App {
     pub metrics: Metrics,
     pub settings: ServerSettings,
     pub prefetcher: Mutex<Prefetcher>,
+    /// Deploys router configurations when the shard set changes.
+    pub router_sync: crate::routers::RouterSync,
     ready: AtomicBool,
     stopping: AtomicBool,
     /// Serialises history imports (their order is the history's order).
@@ -69,6 +71,7 @@ impl App {
             metrics: Metrics::default(),
             settings,
             prefetcher: Mutex::new(prefetcher),
+            router_sync: Default::default(),
             ready: AtomicBool::new(false),
             stopping: AtomicBool::new(false),
             import: Mutex::new(()),
@@ -461,6 +464,7 @@ impl App {
     pub fn put_router(&self, p: &Principal, router: RouterSpec, replace: bool) -> Result<bool> {
         // A router names a file the daemon writes and a command it runs: admins only.
         p.require_global(Role::Admin, "changing routers")?;
+        App::check_router_writable(&router)?;
         let exists = self.engine.routers()?.iter().any(|x| x.name == router.name);
         if exists && !replace {
             return Err(ServerError::Conflict(format!(

@@ -113,6 +113,7 @@ pub fn router(app: Arc<App>) -> Router {
             "/routers/{name}",
             get(get_router).put(put_router).delete(delete_router),
         )
+        .route("/routers/{name}/config", get(router_config))
         .route("/events", get(list_events).post(create_event))
         .route(
             "/events/{name}",
@@ -397,6 +398,24 @@ async fn import_history(
     ))
 }
 
+#[utoipa::path(get, path = "/v1/routers/{name}/config",
+    params(("name" = String, Path, description = "router name"), api::RouterConfigQuery),
+    responses(
+        (status = 200, description = "the router's configuration rendered from the current shard set (FRR or BIRD text, or the JSON form)", body = String, content_type = "text/plain"),
+        (status = 400, description = "unknown format", body = ErrorBody),
+        (status = 404, description = "unknown router", body = ErrorBody)),
+    security(("bearer" = [])))]
+async fn router_config(
+    State(app): Shared,
+    p: Principal,
+    ApiPath(name): ApiPath<String>,
+    ApiQuery(q): ApiQuery<api::RouterConfigQuery>,
+) -> Result<Response> {
+    let (text, content_type) =
+        blocking(move || app.router_config(&p, &name, q.format.as_deref())).await?;
+    Ok(([(header::CONTENT_TYPE, content_type)], text).into_response())
+}
+
 // ----- forecasts and plans -----
 
 #[utoipa::path(get, path = "/v1/forecasts",
@@ -535,7 +554,7 @@ impl utoipa::Modify for BearerAuth {
         list_pools, get_pool, create_pool, put_pool, delete_pool,
         list_subdivisions, get_subdivision, create_subdivision, put_subdivision, delete_subdivision,
         list_profiles, get_profile, create_profile, put_profile, delete_profile,
-        list_routers, get_router, create_router, put_router, delete_router,
+        list_routers, get_router, create_router, put_router, delete_router, router_config,
         list_events, get_event, create_event, put_event, delete_event,
         import_history, forecasts, plan_dry_run, plan_apply,
         list_shards, drain_shard, release_shard, healthz, readyz, metrics),

@@ -14,6 +14,7 @@ pub mod error;
 pub mod http;
 pub mod metrics;
 pub mod reconciler;
+pub mod routers;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -60,7 +61,8 @@ pub async fn serve(
         })
     };
 
-    let reconciler = tokio::spawn(reconcile_loop(app.clone(), stop_rx));
+    let reconciler = tokio::spawn(reconcile_loop(app.clone(), stop_rx.clone()));
+    let deployer = tokio::spawn(router_loop(app.clone(), stop_rx));
 
     // Commits what requests submit, in batches (group commit), while they wait asynchronously.
     let committer_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -99,6 +101,7 @@ pub async fn serve(
     };
     let _ = stop_tx.send(true);
     let _ = reconciler.await;
+    let _ = deployer.await;
     let _ = startup.await;
     // In-flight requests are done: commit what is left, then stop the committer.
     let _ = app.engine.read(|_| ());
@@ -152,6 +155,29 @@ async fn reconcile_loop(app: Arc<App>, mut stop: tokio::sync::watch::Receiver<bo
             }
             Ok(Err(e)) => tracing::warn!("reconciler run failed: {e}"),
             Err(e) => tracing::error!("reconciler run panicked: {e}"),
+        }
+    }
+}
+
+/// How often the deployer looks whether the shard set or the routers changed.
+pub const ROUTER_CHECK_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Deploys router configurations ([`App::sync_routers`]) when the shard set or the routers
+/// change, checking every [`ROUTER_CHECK_INTERVAL`] until `stop` turns true.
+async fn router_loop(app: Arc<App>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(ROUTER_CHECK_INTERVAL) => {}
+            _ = stop.changed() => return,
+        }
+        if !app.is_ready() {
+            continue;
+        }
+        let a = app.clone();
+        match tokio::task::spawn_blocking(move || a.sync_routers()).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::warn!("router deployment run failed: {e}"),
+            Err(e) => tracing::error!("router deployment run panicked: {e}"),
         }
     }
 }

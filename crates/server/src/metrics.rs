@@ -63,6 +63,10 @@ struct Inner {
     /// outcome (ok | error) → runs.
     reconcile_runs: BTreeMap<&'static str, u64>,
     imported_events: u64,
+    /// (router, outcome: applied | unchanged | failed) → deployments of its configuration.
+    router_applies: BTreeMap<(String, &'static str), u64>,
+    /// router → prefixes its deployed configuration announces.
+    router_prefixes: BTreeMap<String, usize>,
 }
 
 /// What the daemon counts while it runs.
@@ -137,6 +141,18 @@ impl Metrics {
 
     pub fn imported(&self, events: u64) {
         self.lock().imported_events += events;
+    }
+
+    /// One deployment of a router's configuration (`outcome`: applied | unchanged | failed);
+    /// `prefixes` is what the deployed file announces now (`None`: unchanged by this outcome).
+    pub fn router_apply(&self, router: &str, outcome: &'static str, prefixes: Option<usize>) {
+        let mut m = self.lock();
+        *m.router_applies
+            .entry((router.to_string(), outcome))
+            .or_default() += 1;
+        if let Some(n) = prefixes {
+            m.router_prefixes.insert(router.to_string(), n);
+        }
     }
 
     /// The exposition text: the counters and histograms, then the gauges given.
@@ -269,6 +285,30 @@ impl Metrics {
                 escape(route)
             );
             h.render(o, "cidrcast_http_request_duration_seconds", &labels);
+        }
+        family(
+            o,
+            "cidrcast_router_applies_total",
+            "counter",
+            "Deployments of router configurations by router and outcome (applied: written and reloaded; unchanged; failed: refused by the daemon's parser or the reload failed, previous configuration kept).",
+        );
+        for ((router, outcome), n) in &m.router_applies {
+            let labels = format!("router=\"{}\",outcome=\"{outcome}\"", escape(router));
+            sample(o, "cidrcast_router_applies_total", &labels, n);
+        }
+        family(
+            o,
+            "cidrcast_router_announced_prefixes",
+            "gauge",
+            "Prefixes the deployed configuration of each router announces.",
+        );
+        for (router, n) in &m.router_prefixes {
+            sample(
+                o,
+                "cidrcast_router_announced_prefixes",
+                &format!("router=\"{}\"", escape(router)),
+                n,
+            );
         }
         family(
             o,
