@@ -702,10 +702,12 @@ fn main() -> ExitCode {
                 }
             }
             eprintln!("error: {line}");
-            // What follows the first line of the error (e.g. a daemon's own parse errors),
-            // indented under it.
-            for l in e.to_string().lines().skip(1) {
-                eprintln!("  {l}");
+            // A router daemon's own words (its parser's errors, a reload command's output)
+            // follow, indented.
+            if let Some(r) = e.downcast_ref::<cidrcast_router::RouterError>() {
+                for l in r.to_string().lines().skip(1) {
+                    eprintln!("  {l}");
+                }
             }
             ExitCode::FAILURE
         }
