@@ -11,7 +11,7 @@
 //! - nothing outside the pools is ever announced;
 //! - every prefix carries its class's community, LOCAL_PREF and MED.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::Ipv4Addr;
 
 use cidrcast_core::model::{
@@ -142,10 +142,12 @@ pub fn build<'a>(
                 .map(|s| s.name.as_str()),
         )
         .collect();
-    // The topmost directly served subdivision at or above `name`, if any.
-    let root_of = |name: &str| -> Option<&str> {
+    // The topmost directly served subdivision at or above each subdivision, if any: computed
+    // once per subdivision, then looked up once per shard.
+    let mut roots: HashMap<&str, &str> = HashMap::with_capacity(subdivisions.len());
+    for s in subdivisions {
         let mut top = None;
-        let mut cur = Some(name);
+        let mut cur = Some(s.name.as_str());
         let mut steps = 0;
         while let Some(n) = cur {
             if let Some(&d) = direct.get(n) {
@@ -157,11 +159,14 @@ pub fn build<'a>(
                 break; // a cycle cannot be stored; stop anyway
             }
         }
-        top
-    };
+        if let Some(t) = top {
+            roots.insert(s.name.as_str(), t);
+        }
+    }
+    let root_of = |name: &str| roots.get(name).copied();
     let served: Vec<String> = subdivisions
         .iter()
-        .filter(|s| root_of(&s.name).is_some())
+        .filter(|s| roots.contains_key(s.name.as_str()))
         .map(|s| s.name.clone())
         .collect();
 
@@ -188,13 +193,20 @@ pub fn build<'a>(
             .push(shard.prefix);
     }
     let mut announcements = Vec::new();
-    for ((root, pool, class), (family, nets)) in groups {
+    for ((root, pool, class), (family, mut nets)) in groups {
         let community = match class {
             Class::Active => policy.active_community,
             Class::Prefetched => policy.prefetched_community,
         };
+        nets.sort_unstable();
+        // The cover comes out sorted, like `nets`: count the shards under each prefix in one walk.
+        let mut next = 0;
         for prefix in min_cover(family, nets.iter().map(block_of)) {
-            let shards = nets.iter().filter(|n| prefix.contains(*n)).count() as u32;
+            let start = next;
+            while next < nets.len() && prefix.contains(&nets[next]) {
+                next += 1;
+            }
+            let shards = (next - start) as u32;
             announcements.push(Announcement {
                 prefix,
                 class,
