@@ -44,10 +44,11 @@ pub fn list(ctx: &Ctx) -> Result<()> {
             None => "no config_path",
             Some(_) => {
                 let (text, _) = cidrcast_router::render_deployable(&intent);
-                match cidrcast_router::deployed(&r)? {
-                    None => "not yet",
-                    Some(d) if d == text => "up to date",
-                    Some(_) => "differs",
+                match cidrcast_router::deployed(&r) {
+                    Ok(None) => "not yet",
+                    Ok(Some(d)) if d == text => "up to date",
+                    Ok(Some(_)) => "differs",
+                    Err(_) => "unreadable",
                 }
             }
         };
@@ -97,8 +98,8 @@ pub fn render(ctx: &Ctx, router: &str, format: Option<&str>) -> Result<()> {
     Ok(())
 }
 
-/// Prints the unified diff from the deployed configuration to the rendered one. With
-/// `exit_code`, a difference exits 1 (like `git diff --exit-code`); errors exit 2.
+/// Prints the unified diff from the deployed configuration to the rendered one. Returns whether
+/// the caller must exit with status 3: with `exit_code`, when they differ (errors exit 1).
 pub fn diff(ctx: &Ctx, router: &str, exit_code: bool) -> Result<bool> {
     let (spec, intent) = load(ctx, router)?;
     let (text, _) = cidrcast_router::render_deployable(&intent);

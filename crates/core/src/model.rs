@@ -823,7 +823,48 @@ struct RawRouter {
     #[serde(default)]
     reload_command: Option<String>,
     #[serde(default)]
-    policy: RoutingPolicy,
+    policy: RawPolicy,
+}
+
+/// A routing policy as written: communities and numbers are checked in
+/// [`RawPolicy::convert`], so that an error names the router and the key.
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPolicy {
+    #[serde(default)]
+    active_community: Option<String>,
+    #[serde(default)]
+    prefetched_community: Option<String>,
+    #[serde(default)]
+    local_pref: Option<i64>,
+    #[serde(default)]
+    med: Option<i64>,
+}
+
+impl RawPolicy {
+    fn convert(self, entry: &str) -> Result<RoutingPolicy, String> {
+        let community = |v: Option<String>, key: &str| {
+            v.map(|s| {
+                s.parse::<Community>()
+                    .map_err(|e| format!("{entry}: policy.{key} = {e}"))
+            })
+            .transpose()
+        };
+        let number = |v: Option<i64>, key: &str| {
+            v.map(|n| {
+                u32::try_from(n).map_err(|_| {
+                    format!("{entry}: policy.{key} = {n} is out of range: 0 to 4294967295")
+                })
+            })
+            .transpose()
+        };
+        Ok(RoutingPolicy {
+            active_community: community(self.active_community, "active_community")?,
+            prefetched_community: community(self.prefetched_community, "prefetched_community")?,
+            local_pref: number(self.local_pref, "local_pref")?,
+            med: number(self.med, "med")?,
+        })
+    }
 }
 
 #[derive(Deserialize)]
@@ -889,7 +930,7 @@ impl TryFrom<RawRouter> for RouterSpec {
             subdivisions: raw.subdivisions,
             config_path: raw.config_path,
             reload_command: raw.reload_command,
-            policy: raw.policy,
+            policy: raw.policy.convert(&entry)?,
         })
     }
 }

@@ -171,7 +171,9 @@ pub fn check_writable(router: &RouterSpec) -> Result<(), RouterError> {
     staging_file(router, path).map(drop)
 }
 
-fn staging_file(router: &RouterSpec, path: &Path) -> Result<tempfile::NamedTempFile, RouterError> {
+/// Refuses a `config_path` that is a directory or whose parent is not an existing directory;
+/// returns that parent.
+fn check_target(router: &RouterSpec, path: &Path) -> Result<PathBuf, RouterError> {
     if path.is_dir() {
         return Err(unwritable(router, path, "it is a directory"));
     }
@@ -183,6 +185,11 @@ fn staging_file(router: &RouterSpec, path: &Path) -> Result<tempfile::NamedTempF
             format!("{} is not an existing directory", dir.display()),
         ));
     }
+    Ok(dir)
+}
+
+fn staging_file(router: &RouterSpec, path: &Path) -> Result<tempfile::NamedTempFile, RouterError> {
+    let dir = check_target(router, path)?;
     tempfile::Builder::new()
         .prefix(".cidrcast-")
         .suffix(".tmp")
@@ -214,12 +221,17 @@ fn write_atomically(
     if let Some(v) = validator {
         v.check(&router.name, tmp.path())?;
     }
-    let mode = std::fs::metadata(path)
-        .map(|m| m.permissions())
-        .unwrap_or_else(|_| {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::Permissions::from_mode(0o644)
-        });
+    let existing = std::fs::metadata(path).ok();
+    // Keep the owner and group of the file replaced (e.g. frr:frr of /etc/frr/frr.conf, mode
+    // 0640), so that the daemon can still read it. Best effort: only root can give a file away.
+    if let Some(m) = &existing {
+        use std::os::unix::fs::MetadataExt;
+        let _ = std::os::unix::fs::chown(tmp.path(), Some(m.uid()), Some(m.gid()));
+    }
+    let mode = existing.map(|m| m.permissions()).unwrap_or_else(|| {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::Permissions::from_mode(0o644)
+    });
     std::fs::set_permissions(tmp.path(), mode).map_err(write_err)?;
     tmp.persist(path).map_err(|e| write_err(e.error))?;
     if let Ok(d) = std::fs::File::open(dir_of(path)) {
@@ -239,7 +251,20 @@ pub fn apply(
     text: &str,
     validator: Option<&Validator>,
 ) -> Result<Applied, RouterError> {
+    apply_with_timeout(router, text, validator, RELOAD_TIMEOUT)
+}
+
+/// [`apply`] with another reload timeout than [`RELOAD_TIMEOUT`].
+pub fn apply_with_timeout(
+    router: &RouterSpec,
+    text: &str,
+    validator: Option<&Validator>,
+    reload_timeout: Duration,
+) -> Result<Applied, RouterError> {
     let path = config_path(router)?;
+    // Before reading it: a directory, or a path under a regular file, is unwritable (not a
+    // failure to read a deployed file).
+    check_target(router, path)?;
     let previous = deployed(router)?;
     if previous.as_deref() == Some(text) {
         return Ok(Applied::Unchanged);
@@ -248,7 +273,7 @@ pub fn apply(
     let Some(command) = router.reload_command.as_deref() else {
         return Ok(Applied::Written { reloaded: false });
     };
-    let failed = match run_reload(router, path, command) {
+    let failed = match run_reload(router, path, command, reload_timeout) {
         Ok(()) => return Ok(Applied::Written { reloaded: true }),
         Err(f) => f,
     };
@@ -264,7 +289,13 @@ pub fn apply(
             router: router.name.clone(),
             command: command.to_string(),
             status: failed.0,
-            path: path.to_path_buf(),
+            kept: match previous {
+                Some(_) => format!("the previous configuration is back in {}", path.display()),
+                None => format!(
+                    "{} was removed again (there was none before)",
+                    path.display()
+                ),
+            },
             output: failed.1,
         }),
         Err(restore) => Err(RouterError::RestoreFailed {
@@ -278,10 +309,19 @@ pub fn apply(
 }
 
 /// Runs the reload command; on failure, its status and what it printed.
-fn run_reload(router: &RouterSpec, path: &Path, command: &str) -> Result<(), (String, String)> {
+fn run_reload(
+    router: &RouterSpec,
+    path: &Path,
+    command: &str,
+    timeout: Duration,
+) -> Result<(), (String, String)> {
+    use std::os::unix::process::CommandExt;
+    // Its own process group, so that a timeout kills everything it started (a shell does not
+    // always exec its last command, and a leftover child would hold the output pipes open).
     let mut child = Command::new("sh")
         .arg("-c")
         .arg(command)
+        .process_group(0)
         .env("CIDRCAST_ROUTER", &router.name)
         .env("CIDRCAST_CONFIG_PATH", path)
         .stdin(Stdio::null())
@@ -306,7 +346,11 @@ fn run_reload(router: &RouterSpec, path: &Path, command: &str) -> Result<(), (St
     let status = loop {
         match child.try_wait() {
             Ok(Some(s)) => break Some(s),
-            Ok(None) if start.elapsed() > RELOAD_TIMEOUT => {
+            Ok(None) if start.elapsed() > timeout => {
+                // The group's id is the shell's pid.
+                let _ = Command::new("kill")
+                    .args(["-KILL", "--", &format!("-{}", child.id())])
+                    .status();
                 let _ = child.kill();
                 let _ = child.wait();
                 break None;
@@ -321,7 +365,7 @@ fn run_reload(router: &RouterSpec, path: &Path, command: &str) -> Result<(), (St
         Some(s) if s.success() => Ok(()),
         Some(s) => Err((s.to_string(), printed(&out, &err, s))),
         None => Err((
-            format!("killed after {} s", RELOAD_TIMEOUT.as_secs()),
+            format!("killed after {:?}", timeout),
             String::from_utf8_lossy(&err).trim().to_string(),
         )),
     }

@@ -62,13 +62,15 @@ pub enum RouterError {
         command: String,
         output: String,
     },
-    /// The reload command failed; the previous configuration file was put back.
-    #[error("router `{router}`: reload command `{command}` failed ({status}); the previous configuration is back in {path:?}:\n{output}")]
+    /// The reload command failed; the previous configuration file was put back (or the new one
+    /// removed when there was none).
+    #[error("router `{router}`: reload command `{command}` failed ({status}); {kept}:\n{output}")]
     ReloadFailed {
         router: String,
         command: String,
         status: String,
-        path: PathBuf,
+        /// What is in place now.
+        kept: String,
         output: String,
     },
     /// The reload command failed and putting the previous file back failed too.

@@ -18,7 +18,7 @@ use std::str::FromStr;
 
 use cidrcast_core::model::Flavor;
 
-pub use deploy::{apply, check_writable, deployed, diff, Applied, Validator};
+pub use deploy::{apply, apply_with_timeout, check_writable, deployed, diff, Applied, Validator};
 pub use error::RouterError;
 pub use intent::{build, from_state, Announcement, Class, Intent};
 
