@@ -1,10 +1,11 @@
 //! BIRD 2 (`bird.conf`), a complete configuration.
 //!
 //! - one static protocol per family (`cidrcast_v4`, `cidrcast_v6`) with a blackhole route per
-//!   announced prefix: the router owns them, and they are the only routes exported;
-//! - one export filter per family that accepts a route only when it comes from that static
-//!   protocol and its prefix is exactly one of a class's announced prefixes, sets the class's
-//!   community, LOCAL_PREF and MED, and rejects everything else;
+//!   announced prefix, carrying its class's community: the router owns them, and they are the
+//!   only routes exported;
+//! - one export filter per family that accepts exactly the routes of that static protocol, sets
+//!   LOCAL_PREF and MED (BIRD sends MED to an eBGP peer only when the export filter sets it), and
+//!   rejects everything else; it names no prefix (see the comment in the rendering);
 //! - one BGP protocol per neighbor, in the channel of its address family, importing nothing.
 
 use std::fmt::Write;
@@ -67,10 +68,15 @@ impl Renderer for Bird {
                 .iter()
                 .filter(|a| Family::of(&a.prefix) == f)
             {
+                let c = match a.class {
+                    Class::Active => p.active_community,
+                    Class::Prefetched => p.prefetched_community,
+                };
                 let _ = writeln!(
                     o,
-                    "  route {} blackhole; # {} {} ({} shard{})",
+                    "  route {} blackhole {{ bgp_community.add({}); }}; # {} {} ({} shard{})",
                     a.prefix,
+                    community(c),
                     a.class.as_str(),
                     a.subdivision,
                     a.shards,
@@ -78,26 +84,21 @@ impl Renderer for Bird {
                 );
             }
             o.push_str("}\n");
+            // The filter never names a prefix: what is exported is exactly the static protocol's
+            // routes, and a change of the shard set is a change of those routes, which
+            // `birdc configure` applies route by route (BIRD 2.0.12 misses changes made only
+            // inside a prefix set `[ ... ]` on reconfiguration, and would keep exporting the old
+            // set).
             let _ = writeln!(o, "\nfilter cidrcast_export_{} {{", &ch[2..]);
-            let _ = writeln!(o, "  if proto != \"cidrcast_{}\" then reject;", &ch[2..]);
-            for (class, c) in [
-                (Class::Active, p.active_community),
-                (Class::Prefetched, p.prefetched_community),
-            ] {
-                let nets: Vec<String> = intent
-                    .prefixes(f, class)
-                    .map(|a| a.prefix.to_string())
-                    .collect();
-                if nets.is_empty() {
-                    continue;
-                }
-                let _ = writeln!(o, "  if net ~ [ {} ] then {{", nets.join(", "));
-                let _ = writeln!(o, "    bgp_community.add({});", community(c));
-                let _ = writeln!(o, "    bgp_local_pref = {};", p.local_pref);
-                let _ = writeln!(o, "    bgp_med = {};", p.med);
-                o.push_str("    accept;\n  }\n");
-            }
-            o.push_str("  reject;\n}\n");
+            let _ = writeln!(
+                o,
+                "  if proto != \"cidrcast_{}\" then reject;\n  if net.type != NET_IP{} then reject;\n  \
+                 bgp_local_pref = {};\n  bgp_med = {};\n  accept;\n}}",
+                &ch[2..],
+                &ch[3..],
+                p.local_pref,
+                p.med
+            );
             for (i, n) in intent.neighbors_of(f).enumerate() {
                 let _ = writeln!(
                     o,
