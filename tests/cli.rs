@@ -5,35 +5,17 @@
 use std::collections::{BTreeSet, HashMap};
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 use serde_json::Value;
 
 mod common;
 
-use common::BIN;
+use common::{assert_failed, run_in, Run};
 
 /// The Google 2011 task-events part shipped with the repository.
 fn task_events_part() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("data/google2011/task_events/part-00001-of-00500.csv.gz")
-}
-
-/// A finished run of the binary.
-struct Run {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn from(out: Output) -> Run {
-        Run {
-            code: out.status.code(),
-            stdout: String::from_utf8(out.stdout).expect("utf-8 stdout"),
-            stderr: String::from_utf8(out.stderr).expect("utf-8 stderr"),
-        }
-    }
 }
 
 /// A temporary directory that is both the working directory and the data directory.
@@ -59,14 +41,7 @@ impl Env {
 
     /// Runs `cidrcast ARGS...` in DIR (no `--data`).
     fn run_raw(&self, args: &[&str]) -> Run {
-        let out = Command::new(BIN)
-            .args(args)
-            .current_dir(self.path())
-            .env_remove("CIDRCAST_CONFIG")
-            .env_remove("CIDRCAST_DATA")
-            .output()
-            .expect("run cidrcast");
-        Run::from(out)
+        run_in(None, self.path(), args)
     }
 
     /// Runs and asserts success; returns stdout.
@@ -144,28 +119,12 @@ impl Env {
 }
 
 fn check_one_line_error(args: &[&str], r: &Run) -> String {
-    assert_eq!(
-        r.code,
-        Some(1),
-        "cidrcast {args:?} should fail with exit code 1\nstdout: {}\nstderr: {}",
-        r.stdout,
-        r.stderr
-    );
-    assert_eq!(
-        r.stdout, "",
-        "cidrcast {args:?} failed but printed to stdout"
-    );
-    let lines: Vec<&str> = r.stderr.lines().collect();
+    let err = assert_failed(args, r);
+    let lines: Vec<&str> = err.lines().collect();
     assert_eq!(
         lines.len(),
         1,
-        "cidrcast {args:?}: stderr should be one line: {:?}",
-        r.stderr
-    );
-    assert!(
-        lines[0].starts_with("error: "),
-        "cidrcast {args:?}: stderr should start with `error: `: {:?}",
-        r.stderr
+        "cidrcast {args:?}: stderr should be one line: {err:?}"
     );
     lines[0].to_string()
 }

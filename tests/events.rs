@@ -6,32 +6,12 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use common::{json_in, BIN};
+use common::{json_in, run_in, Run, BIN};
 use serde_json::{json, Value};
-
-/// A finished run: exit code, stdout, stderr.
-struct Run {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
 
 /// Runs `cidrcast --data DIR/data ARGS...` in DIR, with no configuration from the environment.
 fn run(dir: &Path, args: &[&str]) -> Run {
-    let out = Command::new(BIN)
-        .arg("--data")
-        .arg(dir.join("data"))
-        .args(args)
-        .current_dir(dir)
-        .env_remove("CIDRCAST_CONFIG")
-        .env_remove("CIDRCAST_DATA")
-        .output()
-        .expect("run cidrcast");
-    Run {
-        code: out.status.code(),
-        stdout: String::from_utf8(out.stdout).expect("utf-8"),
-        stderr: String::from_utf8(out.stderr).expect("utf-8"),
-    }
+    run_in(Some(&dir.join("data")), dir, args)
 }
 
 /// `--output json`, success asserted.

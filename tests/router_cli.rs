@@ -5,25 +5,17 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use ipnet::IpNet;
 use serde_json::Value;
 
 mod common;
 
-use common::{json_in, BIN};
+use common::{assert_failed, json_in, run_in, Run};
 
 /// A pool `v4` of /26 shards and a subdivision `eu`; routers are appended.
 const BASE: &str = "[[pool]]\nname = \"v4\"\nprefix = \"10.20.0.0/16\"\nshard_prefix_len = 26\n\n\
                     [[subdivision]]\nname = \"eu\"\n";
-
-/// A finished run of the binary.
-struct Run {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
 
 /// A temporary directory: the working directory (with `cidrcast.toml`), `data/` the store and
 /// `etc/` where the routers' configurations go.
@@ -62,20 +54,7 @@ impl Env {
 
     /// Runs `cidrcast --data data ARGS...` in the directory (reading ./cidrcast.toml).
     fn run(&self, args: &[&str]) -> Run {
-        let out = Command::new(BIN)
-            .arg("--data")
-            .arg(self.data())
-            .args(args)
-            .current_dir(self.path())
-            .env_remove("CIDRCAST_CONFIG")
-            .env_remove("CIDRCAST_DATA")
-            .output()
-            .expect("run cidrcast");
-        Run {
-            code: out.status.code(),
-            stdout: String::from_utf8(out.stdout).expect("utf-8 stdout"),
-            stderr: String::from_utf8(out.stderr).expect("utf-8 stderr"),
-        }
+        run_in(Some(&self.data()), self.path(), args)
     }
 
     /// Runs and asserts exit 0; returns stdout.
@@ -99,24 +78,7 @@ impl Env {
     /// Runs and asserts a clean failure: exit 1, nothing on stdout, stderr starting with
     /// `error: `. Returns stderr.
     fn fail(&self, args: &[&str]) -> String {
-        let r = self.run(args);
-        assert_eq!(
-            r.code,
-            Some(1),
-            "cidrcast {args:?} should fail with exit code 1\nstdout: {}\nstderr: {}",
-            r.stdout,
-            r.stderr
-        );
-        assert_eq!(
-            r.stdout, "",
-            "cidrcast {args:?} failed but printed to stdout"
-        );
-        assert!(
-            r.stderr.starts_with("error: "),
-            "cidrcast {args:?}: stderr should start with `error: `: {:?}",
-            r.stderr
-        );
-        r.stderr
+        assert_failed(args, &self.run(args))
     }
 
     /// Claims a shard of `eu`; returns its prefix.

@@ -36,22 +36,8 @@ impl Renderer for Bird {
     }
 
     fn render(&self, intent: &Intent) -> String {
-        let mut o = String::new();
+        let mut o = crate::header(intent, "#", "bird");
         let p = &intent.policy;
-        let _ = writeln!(
-            o,
-            "# Rendered by cidrcast for router {} (bird). Do not edit: `cidrcast router apply` replaces it.",
-            intent.router
-        );
-        let _ = writeln!(
-            o,
-            "# {} prefixes: active carry community {}, prefetched {}; local preference {}, MED {}.",
-            intent.announcements.len(),
-            p.active_community,
-            p.prefetched_community,
-            p.local_pref,
-            p.med
-        );
         let _ = writeln!(
             o,
             "\nrouter id {};\n\nprotocol device {{\n}}",

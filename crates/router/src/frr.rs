@@ -41,22 +41,8 @@ impl Renderer for Frr {
     }
 
     fn render(&self, intent: &Intent) -> String {
-        let mut o = String::new();
+        let mut o = crate::header(intent, "!", "frr");
         let p = &intent.policy;
-        let _ = writeln!(
-            o,
-            "! Rendered by cidrcast for router {} (frr). Do not edit: `cidrcast router apply` replaces it.",
-            intent.router
-        );
-        let _ = writeln!(
-            o,
-            "! {} prefixes: active carry community {}, prefetched {}; local-preference {}, metric {}.",
-            intent.announcements.len(),
-            p.active_community,
-            p.prefetched_community,
-            p.local_pref,
-            p.med
-        );
         o.push_str("!\n");
         let families: Vec<Family> = [Family::V4, Family::V6]
             .into_iter()

@@ -91,3 +91,19 @@ pub fn render_deployable(intent: &Intent) -> (String, Option<Validator>) {
     let r = Format::of(intent.flavor).renderer();
     (r.render(intent), r.validator())
 }
+
+/// The first lines of a rendered configuration, as comments starting with `comment`: who wrote
+/// it, and the policy in force.
+fn header(intent: &Intent, comment: &str, flavor: &str) -> String {
+    let p = &intent.policy;
+    format!(
+        "{comment} Rendered by cidrcast for router {} ({flavor}). Do not edit: `cidrcast router apply` replaces it.\n\
+         {comment} {} prefixes: active carry community {}, prefetched {}; local preference {}, MED {}.\n",
+        intent.router,
+        intent.announcements.len(),
+        p.active_community,
+        p.prefetched_community,
+        p.local_pref,
+        p.med
+    )
+}

@@ -34,6 +34,20 @@ fn rendered(router: &RouterSpec, ipam: &Ipam) -> (String, Validator) {
     (text, v.expect("frr and bird have a validator"))
 }
 
+/// A router of `flavor` deploying to a new temporary directory's `file`, reloading with
+/// `reload`, and its rendering over the fixed state: (directory, path, router, text, validator).
+fn fresh(
+    flavor: Flavor,
+    file: &str,
+    reload: Option<&str>,
+) -> (tempfile::TempDir, PathBuf, RouterSpec, String, Validator) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(file);
+    let r = router(flavor, Some(&path), reload.map(str::to_string));
+    let (text, v) = rendered(&r, &common::state());
+    (dir, path, r, text, v)
+}
+
 /// The fixed state and the same state with one more reserved shard in `eu-r1`: two different
 /// renderings. Returns both states and the new shard's prefix.
 fn states() -> (Ipam, Ipam, IpNet) {
@@ -134,11 +148,7 @@ fn apply_writes_the_file_and_a_second_apply_changes_nothing() {
 
 #[test]
 fn apply_without_reload_command_only_writes() {
-    let ipam = common::state();
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("bird.conf");
-    let r = router(Flavor::Bird, Some(&path), None);
-    let (text, v) = rendered(&r, &ipam);
+    let (dir, path, r, text, v) = fresh(Flavor::Bird, "bird.conf", None);
     assert_eq!(
         apply(&r, &text, Some(&v)).unwrap(),
         Applied::Written { reloaded: false }
@@ -244,11 +254,7 @@ fn an_invalid_configuration_is_refused_and_changes_nothing() {
 
 #[test]
 fn a_missing_validator_is_reported_and_changes_nothing() {
-    let ipam = common::state();
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("frr.conf");
-    let r = router(Flavor::Frr, Some(&path), None);
-    let (text, _) = rendered(&r, &ipam);
+    let (dir, _path, r, text, _) = fresh(Flavor::Frr, "frr.conf", None);
     let missing = Validator {
         flavor: "frr",
         program: "/nonexistent/vtysh",
@@ -322,15 +328,7 @@ fn a_failed_reload_puts_the_previous_file_back() {
 
 #[test]
 fn a_failed_reload_of_a_first_deployment_removes_the_file() {
-    let ipam = common::state();
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("bird.conf");
-    let r = router(
-        Flavor::Bird,
-        Some(&path),
-        Some("echo boom >&2; exit 7".into()),
-    );
-    let (text, v) = rendered(&r, &ipam);
+    let (dir, path, r, text, v) = fresh(Flavor::Bird, "bird.conf", Some("echo boom >&2; exit 7"));
     let err = apply(&r, &text, Some(&v)).expect_err("the reload fails");
     assert!(
         matches!(&err, RouterError::ReloadFailed { output, .. } if output == "boom"),
@@ -553,17 +551,13 @@ fn a_new_file_gets_0644_and_an_existing_file_keeps_its_mode_and_owner() {
 
 #[test]
 fn a_reload_that_hangs_is_killed_with_everything_it_started() {
-    let ipam = common::state();
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("bird.conf");
     // `sh -c` keeps the shell as the parent of `sleep`: killing only the shell would leave
     // `sleep` holding the output pipes open for 30 s.
-    let r = router(
+    let (_dir, path, r, text, v) = fresh(
         Flavor::Bird,
-        Some(&path),
-        Some("echo started; sleep 30; echo never".into()),
+        "bird.conf",
+        Some("echo started; sleep 30; echo never"),
     );
-    let (text, v) = rendered(&r, &ipam);
     let start = std::time::Instant::now();
     let err = apply_with_timeout(&r, &text, Some(&v), std::time::Duration::from_secs(1))
         .expect_err("the reload times out");
