@@ -6,7 +6,9 @@
 //! `reload_command` reconfigures the running daemon), and peer B runs BIRD importing everything
 //! from A. After each change of the shard set and `router apply`, B must have learned exactly the
 //! expected aggregates with the expected communities and MED, the expectation being computed here
-//! from `cidrcast shards` (not by the renderer).
+//! from `cidrcast shards` (not by the renderer). One more BIRD test lets `cidrcast serve` deploy
+//! router A by itself while a plan reserves shards, an API call releases one and an allocation
+//! activates one, the expectation coming from `GET /v1/shards`.
 //!
 //! The lab's guard kills every daemon it started by PID (from their pid files, and whatever is
 //! still inside its namespaces) and deletes the namespaces, also when an assertion fails.
@@ -21,11 +23,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::thread::sleep;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use serde_json::Value;
+use serde_json::{json, Value};
 
 mod common;
+mod daemon;
 
 use common::json_in;
 
@@ -217,8 +220,8 @@ impl Lab {
         }
     }
 
-    /// Writes the cidrcast configuration: one IPv4 pool of /26 shards, one subdivision, router A.
-    fn write_config(&self, policy: &Policy) -> PathBuf {
+    /// The cidrcast configuration: one IPv4 pool of /26 shards, one subdivision, router A.
+    fn config_toml(&self, policy: &Policy) -> String {
         let mut toml = format!(
             r#"[settings]
 # A released address is reusable at once: a draining shard frees when its last lease goes.
@@ -255,8 +258,13 @@ reload_command = '{reload}'
                 policy.active, policy.prefetched, policy.med
             ));
         }
+        toml
+    }
+
+    /// Writes [`Lab::config_toml`] where the CLI reads it.
+    fn write_config(&self, policy: &Policy) -> PathBuf {
         let path = self.path("cidrcast.toml");
-        fs::write(&path, toml).expect("write cidrcast.toml");
+        fs::write(&path, self.config_toml(policy)).expect("write cidrcast.toml");
         path
     }
 
@@ -893,6 +901,153 @@ fn scenario(flavor: Flavor, policy: &Policy) {
         flavor.name(),
         started.elapsed().as_secs_f64()
     );
+}
+
+/// A canonical trace (`POST /v1/history`) of steady growth in the subdivision: `creates` VMs
+/// created from two hours ago, one every `every` seconds, none deleted.
+fn rising_history(creates: u32, every: f64) -> String {
+    let t0 = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs_f64()
+        - 7200.0;
+    let mut csv = String::from("time_s,subdivision,event,vm_id,profile\n");
+    for i in 0..creates {
+        csv.push_str(&format!(
+            "{},{SUBDIVISION},create,h{i},\n",
+            t0 + f64::from(i) * every
+        ));
+    }
+    csv
+}
+
+/// Whether prefix `outer` contains prefix `inner` (both `a.b.c.d/len`).
+fn covers(outer: &str, inner: &str) -> bool {
+    let ((o, ol), (i, il)) = (parse_v4(outer), parse_v4(inner));
+    let mask = u32::MAX.checked_shl(32 - u32::from(ol)).unwrap_or(0);
+    ol <= il && o & mask == i & mask
+}
+
+/// The shards of `GET /v1/shards` in `state`, as prefixes.
+fn prefixes_in(shards: &Value, state: &str) -> Vec<String> {
+    shards
+        .as_array()
+        .expect("a list of shards")
+        .iter()
+        .filter(|s| s["state"] == state)
+        .map(|s| s["prefix"].as_str().expect("prefix").to_string())
+        .collect()
+}
+
+/// `cidrcast serve` deploys router A's configuration by itself: what a plan reserves is announced
+/// as prefetched, a released shard is withdrawn, and the shard an allocation activates turns
+/// active, each time without `router apply`. The expectation comes from `GET /v1/shards`.
+#[test]
+fn the_daemon_announces_what_its_plan_reserves() {
+    let started = Instant::now();
+    let policy = &DEFAULT_POLICY;
+    let mut lab = Lab::new(Flavor::Bird);
+    lab.start_peer_b();
+    lab.start_router_a();
+    // The daemon uses the lab's directory: its config and store are where the CLI would look.
+    // Declared after the lab, it is killed before the lab is cleaned up.
+    let config = format!(
+        "[server]\n# Plans run only when the test posts one.\nreconcile_interval_s = 3600\n\
+         lead_time_s = 60\n\n{}",
+        lab.config_toml(policy)
+    );
+    let serve = daemon::Daemon::start(lab.dir.path(), &config);
+    let c = serve.client(None);
+
+    // 0. At startup the daemon deploys the configuration (no shard yet) over the placeholder.
+    let deployed = lab.config_path();
+    wait_until(
+        CONVERGE,
+        "the daemon deploys router A's configuration",
+        || fs::read_to_string(&deployed).is_ok_and(|t| t.contains("protocol bgp")),
+    );
+    assert!(
+        c.expect("GET", "/v1/shards", None, 200)
+            .as_array()
+            .expect("a list")
+            .is_empty(),
+        "no shard before the plan"
+    );
+
+    // 1. Steady growth in the history: the plan reserves shards ahead, announced as prefetched.
+    let (s, v) = c
+        .raw(
+            "POST",
+            "/v1/history",
+            Some(("text/csv", rising_history(240, 30.0))),
+        )
+        .expect("POST /v1/history");
+    assert_eq!(s, 200, "{v}");
+    let plan = c.expect("POST", "/v1/plan", None, 200);
+    assert_eq!(plan["applied"], true, "{plan}");
+    let shards = c.expect("GET", "/v1/shards", None, 200);
+    let reserved = prefixes_in(&shards, "reserved");
+    assert!(
+        !reserved.is_empty() && reserved.len() == shards.as_array().expect("a list").len(),
+        "the plan should only reserve shards ahead: {plan}\n{shards}"
+    );
+    let want = expected_routes(&shards, policy);
+    assert!(
+        want.values()
+            .any(|r| r.communities.contains(policy.prefetched)),
+        "no prefetched prefix expected: {shards}"
+    );
+    eprintln!(
+        "[daemon] the plan reserved {} shards, announced as {:?}",
+        reserved.len(),
+        want.keys().collect::<Vec<_>>()
+    );
+    lab.wait_routes(&want, "1: plan applied, reserved shards prefetched");
+
+    // 2. Releasing a reserved shard withdraws it: no route of B covers it any more.
+    let released = reserved.last().expect("a reserved shard").clone();
+    let (s, v) = c.req("DELETE", &format!("/v1/shards/{released}"), None);
+    assert_eq!(s, 204, "DELETE /v1/shards/{released}: {v}");
+    let shards = c.expect("GET", "/v1/shards", None, 200);
+    assert!(
+        !prefixes_in(&shards, "reserved").contains(&released),
+        "{released} still listed: {shards}"
+    );
+    let want = expected_routes(&shards, policy);
+    assert!(
+        !want.keys().any(|p| covers(p, &released)),
+        "{released} still expected: {want:#?}"
+    );
+    lab.wait_routes(&want, &format!("2: reserved shard {released} released"));
+
+    // 3. An allocation activates the shard it lands in: announced with the active community.
+    let a = c.expect(
+        "POST",
+        "/v1/allocations",
+        Some(json!({"subdivision": SUBDIVISION, "vm_id": "vm-1"})),
+        201,
+    );
+    let shard = a["shard"].as_str().expect("shard").to_string();
+    let shards = c.expect("GET", "/v1/shards", None, 200);
+    assert_eq!(
+        prefixes_in(&shards, "active"),
+        std::slice::from_ref(&shard),
+        "vm-1's shard is the only active one: {shards}"
+    );
+    let want = expected_routes(&shards, policy);
+    // The only active shard has no active buddy: it is announced as it is.
+    assert_eq!(
+        want.get(&shard),
+        Some(&route(policy.active, policy)),
+        "{want:#?}"
+    );
+    lab.wait_routes(&want, &format!("3: vm-1 activated {shard}"));
+
+    eprintln!(
+        "[daemon] scenario done in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    drop(serve);
 }
 
 #[test]
