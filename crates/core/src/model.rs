@@ -1051,7 +1051,13 @@ mod tests {
             subdivisions: vec!["eu".to_string(), "us".to_string()],
             config_path: Some(PathBuf::from("/etc/bird/bird.conf")),
             reload_command: Some("birdc configure".to_string()),
-            policy: Default::default(),
+            // AS 4294967295 needs its communities given: the defaults hold 16 bits of AS.
+            policy: RoutingPolicy {
+                active_community: Some("64512:100".parse().unwrap()),
+                prefetched_community: Some("64512:200".parse().unwrap()),
+                local_pref: Some(150),
+                med: Some(5),
+            },
         }
     }
 
@@ -1233,6 +1239,33 @@ mod tests {
                 },
                 "router `edge-1`: reload_command = \"  \": must be a command",
             ),
+            (
+                RouterSpec {
+                    policy: RoutingPolicy::default(),
+                    ..router()
+                },
+                "router `edge-1`: policy.active_community = (not set): required for AS 4294967295",
+            ),
+            (
+                RouterSpec {
+                    policy: RoutingPolicy {
+                        active_community: Some("65535:1".parse().unwrap()),
+                        ..router().policy
+                    },
+                    ..router()
+                },
+                "router `edge-1`: policy.active_community = \"65535:1\": communities with AS part 0 or 65535 are reserved",
+            ),
+            (
+                RouterSpec {
+                    policy: RoutingPolicy {
+                        prefetched_community: Some("64512:100".parse().unwrap()),
+                        ..router().policy
+                    },
+                    ..router()
+                },
+                "router `edge-1`: policy.prefetched_community = \"64512:100\": must differ from policy.active_community",
+            ),
         ];
         for (r, expected) in cases {
             let got = router_error(r);
@@ -1261,6 +1294,10 @@ mod tests {
             ..router()
         };
         let json = serde_json::to_string(&bare).unwrap();
+        assert!(
+            json.contains("\"active_community\":\"64512:100\""),
+            "{json}"
+        );
         assert!(!json.contains("neighbors"), "{json}");
         assert_eq!(serde_json::from_str::<RouterSpec>(&json).unwrap(), bare);
 
