@@ -163,12 +163,17 @@ neighbors = [
 # Subdivisions whose shards this router announces. Optional; merged with the subdivisions that
 # name this router in their `routers`.
 subdivisions = ["eu-a", "eu-a-r1"]
-# Where the rendered configuration is written. Optional.
-config_path = "/etc/frr/frr.conf"
+# Where the rendered configuration is written, by `cidrcast router apply` and by the daemon
+# (which keeps it up to date as shards change): validated by the daemon's own parser first,
+# then written atomically. Optional: without it the configuration is only rendered
+# (`cidrcast router render`, GET /v1/routers/NAME/config). Commented out here so that trying
+# this file does not replace a real router's configuration; the daemon refuses to start when
+# it could not write this path.
+# config_path = "/etc/frr/frr.conf"
 # Command run after writing it (sh -c; CIDRCAST_ROUTER and CIDRCAST_CONFIG_PATH are set).
 # Optional. When it fails, the previous file is put back and the failure reported. For FRR,
 # frr-reload.py applies only the differences; for BIRD, `birdc configure`.
-reload_command = "/usr/lib/frr/frr-reload.py --reload /etc/frr/frr.conf"
+# reload_command = "/usr/lib/frr/frr-reload.py --reload /etc/frr/frr.conf"
 
 # Routing policy of the announcements. Optional; these are the defaults.
 [router.policy]
@@ -188,8 +193,8 @@ router_id = "192.0.2.2"
 asn = 65002
 neighbors = [{ address = "192.0.2.253", asn = 65000 }]
 # No `subdivisions` here: subdivision "eu-b" names this router in its `routers`.
-config_path = "/etc/bird/bird.conf"
-reload_command = "birdc configure"
+# config_path = "/etc/bird/bird.conf"
+# reload_command = "birdc configure"
 
 # -------------------------------------------------------------------------------------------
 # Scheduled external events: known changes of demand ahead (a launch, a sale, a migration) that

@@ -789,14 +789,22 @@ fn example_parses_validates_and_shows_every_feature() {
         .expect("a three-level nesting");
     assert!(rack.max_shards.is_some() && rack.home_shards.is_some());
 
-    // Profiles, and an FRR and a BIRD router with neighbors, paths and reload commands.
+    // Profiles, and an FRR and a BIRD router with neighbors; their paths and reload commands
+    // are there commented out (trying the example must not replace a real router's file), and
+    // parse once uncommented.
     assert!(c.profiles.len() >= 2);
     assert!(c.profiles.iter().any(|p| p.description.is_some()));
+    let uncommented = EXAMPLE_TOML
+        .replace("# config_path = ", "config_path = ")
+        .replace("# reload_command = ", "reload_command = ");
+    let u = Config::from_toml_str(&uncommented, "example").unwrap();
     for flavor in [Flavor::Frr, Flavor::Bird] {
         let r = c.routers.iter().find(|r| r.flavor == flavor).unwrap();
         assert!(!r.neighbors.is_empty());
-        assert!(r.config_path.is_some() && r.reload_command.is_some());
+        assert!(r.config_path.is_none() && r.reload_command.is_none());
         assert!(!c.router_subdivisions(&r.name).is_empty());
+        let r = u.routers.iter().find(|r| r.flavor == flavor).unwrap();
+        assert!(r.config_path.is_some() && r.reload_command.is_some());
     }
     assert!(c
         .routers
