@@ -252,6 +252,25 @@ max_import_bytes = 1073741824
 # tls_key = "/etc/cidrcast/tls.key"
 
 # -------------------------------------------------------------------------------------------
+# [store]: where the records live. The embedded redb file in the data directory by default;
+# an etcd cluster (v3 API) when several daemons share one state (a build with
+# `--features etcd`). etcd must run with `--max-txn-ops 131072 --max-request-bytes 33554432`:
+# one commit is one transaction.
+# -------------------------------------------------------------------------------------------
+
+# [store]
+# kind = "etcd"
+# endpoints = ["http://10.0.0.1:2379", "http://10.0.0.2:2379", "http://10.0.0.3:2379"]
+# prefix = "/cidrcast/"                    # every key starts with it
+# username = "cidrcast"                    # with password_file (its first line)
+# password_file = "/etc/cidrcast/etcd-password"
+# tls_ca = "/etc/cidrcast/etcd-ca.pem"     # TLS; https endpoints need it
+# tls_cert = "/etc/cidrcast/etcd-client.pem"   # client certificate, with tls_key
+# tls_key = "/etc/cidrcast/etcd-client.key"
+# connect_timeout_s = 5
+# request_timeout_s = 5
+
+# -------------------------------------------------------------------------------------------
 # [[token]]: API bearer tokens. A token stores the SHA-256 of its secret, never the secret;
 # `cidrcast token new --name N --role R` prints a fresh secret and its table. Without any
 # [[token]] the daemon serves without authentication, and only on loopback.

@@ -11,6 +11,7 @@
 mod error;
 mod example;
 mod server;
+mod store;
 mod validate;
 
 use std::collections::HashSet;
@@ -27,6 +28,7 @@ use serde::{Deserialize, Serialize};
 pub use error::ConfigError;
 pub use example::EXAMPLE_TOML;
 pub use server::{Role, ServerSettings, TokenSpec, DEFAULT_LISTEN};
+pub use store::{StoreKind, StoreSettings, DEFAULT_ETCD_PREFIX};
 
 /// A whole configuration file.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -56,6 +58,9 @@ pub struct Config {
     /// `[server]`: the daemon (`cidrcast serve`); every key has a default.
     #[serde(default)]
     pub server: ServerSettings,
+    /// `[store]`: the embedded redb file (default) or an etcd cluster.
+    #[serde(default)]
+    pub store: StoreSettings,
     /// `[[token]]`: bearer tokens of the API (their SHA-256, never the secret). None: the daemon
     /// runs without authentication, on loopback only.
     #[serde(rename = "token", default, skip_serializing_if = "Vec::is_empty")]
@@ -132,6 +137,7 @@ impl Default for Config {
             routers: Vec::new(),
             events: Vec::new(),
             server: ServerSettings::default(),
+            store: StoreSettings::default(),
             tokens: Vec::new(),
         }
     }

@@ -7,6 +7,7 @@ use ipnet::IpNet;
 
 use crate::{
     Config, ConfigError, ExternalEventSpec, PoolSpec, Profile, RouterSpec, ServerSettings,
+    StoreKind, StoreSettings,
     Settings, SubdivisionSpec, TokenSpec, EVENT_SCOPE_ALL,
 };
 
@@ -62,6 +63,7 @@ pub(crate) fn validate(config: &Config, origin: &str) -> Result {
     }
 
     server(&config.server, origin)?;
+    store(&config.store, origin)?;
     names(
         origin,
         "token",
@@ -79,6 +81,87 @@ pub(crate) fn validate(config: &Config, origin: &str) -> Result {
                 format!("token {first:?} has the same hash: each token needs its own secret"),
             ));
         }
+    }
+    Ok(())
+}
+
+fn store(s: &StoreSettings, origin: &str) -> Result {
+    let e = "[store]";
+    let bad = |field: &'static str, value: &dyn std::fmt::Display, why: &str| {
+        Err(ConfigError::invalid(origin, e, field, value, why))
+    };
+    for (field, v) in [
+        ("connect_timeout_s", s.connect_timeout_s),
+        ("request_timeout_s", s.request_timeout_s),
+    ] {
+        if !v.is_finite() || v <= 0.0 {
+            return bad(field, &v, "must be a finite number of seconds > 0");
+        }
+    }
+    if s.tls_cert.is_some() != s.tls_key.is_some() {
+        return bad(
+            if s.tls_cert.is_some() { "tls_cert" } else { "tls_key" },
+            &"(set)",
+            "tls_cert and tls_key go together (a client certificate and its key)",
+        );
+    }
+    if (s.tls_cert.is_some()) && s.tls_ca.is_none() {
+        return bad(
+            "tls_ca",
+            &"(not set)",
+            "a client certificate needs TLS: give the CA that signed etcd's certificate",
+        );
+    }
+    if s.password_file.is_some() != s.username.is_some() {
+        return bad(
+            if s.username.is_some() { "password_file" } else { "username" },
+            &"(not set)",
+            "username and password_file go together",
+        );
+    }
+    if s.kind != StoreKind::Etcd {
+        return Ok(());
+    }
+    if s.endpoints.is_empty() {
+        return bad(
+            "endpoints",
+            &"[]",
+            "kind = \"etcd\" needs the cluster's client URLs, e.g. [\"http://127.0.0.1:2379\"]",
+        );
+    }
+    for (i, ep) in s.endpoints.iter().enumerate() {
+        let rest = ep
+            .strip_prefix("http://")
+            .or_else(|| ep.strip_prefix("https://"));
+        let ok = rest.is_some_and(|r| {
+            let hostport = r.trim_end_matches('/');
+            hostport
+                .rsplit_once(':')
+                .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p > 0))
+        });
+        if !ok {
+            return bad(
+                "endpoints",
+                &format_args!("{ep:?} (entry {i})"),
+                "an etcd client URL is http://HOST:PORT or https://HOST:PORT",
+            );
+        }
+        if ep.starts_with("https://") && s.tls_ca.is_none() {
+            return bad(
+                "tls_ca",
+                &"(not set)",
+                "https endpoints need the CA that signed etcd's certificate",
+            );
+        }
+    }
+    if !(s.prefix.starts_with('/') && s.prefix.ends_with('/') && s.prefix.len() >= 2)
+        || s.prefix.chars().any(|c| c.is_control() || c.is_whitespace())
+    {
+        return bad(
+            "prefix",
+            &format_args!("{:?}", s.prefix),
+            "a key prefix starts and ends with `/` and has no spaces, e.g. \"/cidrcast/\"",
+        );
     }
     Ok(())
 }
