@@ -41,8 +41,10 @@ pub enum EngineError {
     /// A commit this operation depended on failed; it was not applied.
     #[error("a commit failed ({0}); the operation was not applied")]
     CommitFailed(String),
-    /// The in-memory state could not be rebuilt after a failed commit; restart the process.
-    #[error("the engine is unavailable after a failed commit and a failed reload: {0}")]
+    /// The in-memory state could not be rebuilt from the store after a failed commit (the store
+    /// is unreachable): operations are refused until a reload succeeds, which is tried again at
+    /// most every [`RECOVERY_INTERVAL`].
+    #[error("the store is unavailable (a commit failed and the state could not be reloaded): {0}")]
     Unavailable(String),
     /// A pool or subdivision of the configuration differs from the stored one.
     #[error("{kind} `{name}` in the configuration differs from the stored one ({differences}); change it through the CLI or API, or fix the configuration")]
@@ -53,6 +55,9 @@ pub enum EngineError {
         differences: String,
     },
 }
+
+/// How often a broken engine (its store unreachable) tries to reload its state.
+pub const RECOVERY_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Most scheduled external events the engine keeps.
 pub const MAX_EXTERNAL_EVENTS: usize = 10_000;
@@ -77,6 +82,8 @@ struct State {
     last_failure: String,
     committing: bool,
     broken: Option<String>,
+    /// When the last reload of a broken engine was tried.
+    last_recovery: Option<std::time::Instant>,
     commits: u64,
 }
 
@@ -183,6 +190,7 @@ impl<S: Store> Engine<S> {
                 last_failure: String::new(),
                 committing: false,
                 broken: None,
+                last_recovery: None,
                 commits: 0,
             }),
             done: Condvar::new(),
@@ -245,13 +253,56 @@ impl<S: Store> Engine<S> {
         Ok(result?)
     }
 
-    /// The state, locked, unless the engine broke (a failed commit it could not recover from).
+    /// The state, locked, unless the engine is broken (a failed commit after which the state
+    /// could not be reloaded): then the reload is tried again (at most every
+    /// [`RECOVERY_INTERVAL`]), and the engine serves again once it succeeds.
     fn usable(&self) -> Result<MutexGuard<'_, State>, EngineError> {
-        let st = self.lock();
+        let mut st = self.lock();
+        self.try_recover(&mut st);
         match &st.broken {
             Some(why) => Err(EngineError::Unavailable(why.clone())),
             None => Ok(st),
         }
+    }
+
+    /// Tries to reload a broken engine's state (not more often than [`RECOVERY_INTERVAL`]).
+    fn try_recover(&self, st: &mut State) {
+        if st.broken.is_none() || st.committing {
+            return;
+        }
+        if st
+            .last_recovery
+            .is_some_and(|t| t.elapsed() < RECOVERY_INTERVAL)
+        {
+            return;
+        }
+        st.last_recovery = Some(std::time::Instant::now());
+        if let Err(why) = self.reload_into(st) {
+            st.broken = Some(why);
+        } else {
+            st.broken = None;
+        }
+    }
+
+    /// Replaces the in-memory state (allocator and catalog) with what the store holds.
+    fn reload_into(&self, st: &mut State) -> Result<(), String> {
+        let settings = st.ipam.settings();
+        let snap = self.store.load().map_err(|e| e.to_string())?;
+        let ipam = Ipam::from_snapshot(settings, &snap).map_err(|e| e.to_string())?;
+        let catalog = Catalog::load(&self.store).map_err(|e| e.to_string())?;
+        st.ipam = ipam;
+        st.catalog = catalog;
+        Ok(())
+    }
+
+    /// Reloads the state from the store, to see what other writers of a shared store (other
+    /// daemons on one etcd cluster) committed. Waits until nothing of this engine is pending, so
+    /// that nothing unacknowledged is lost.
+    pub fn reload(&self) -> Result<(), EngineError> {
+        let mut st = self.usable()?;
+        let ticket = st.ticket();
+        st = self.wait_durable(st, ticket, true)?;
+        self.reload_into(&mut st).map_err(EngineError::Unavailable)
     }
 
     /// Waits until `ticket` is decided ([`State::outcome`]), committing what is pending when no
@@ -296,22 +347,9 @@ impl<S: Store> Engine<S> {
                 st.durable = st.appended;
                 st.last_failure = e.to_string();
                 st.pending.clear();
-                let settings = st.ipam.settings();
-                let reloaded = self
-                    .store
-                    .load()
-                    .map_err(|e| e.to_string())
-                    .and_then(|s| Ipam::from_snapshot(settings, &s).map_err(|e| e.to_string()))
-                    .and_then(|ipam| {
-                        let catalog = Catalog::load(&self.store).map_err(|e| e.to_string())?;
-                        Ok((ipam, catalog))
-                    });
-                match reloaded {
-                    Ok((ipam, catalog)) => {
-                        st.ipam = ipam;
-                        st.catalog = catalog;
-                    }
-                    Err(why) => st.broken = Some(why),
+                if let Err(why) = self.reload_into(&mut st) {
+                    st.broken = Some(why);
+                    st.last_recovery = Some(std::time::Instant::now());
                 }
             }
         }
@@ -363,15 +401,17 @@ impl<S: Store> Engine<S> {
     }
 
     /// Commits whatever is pending, one transaction at a time, until `stop` is set (checked at
-    /// least every 50 ms) or the engine breaks. Run it on a thread of its own beside
+    /// least every 50 ms). While the engine is broken (its store unreachable) it tries to
+    /// reload every [`RECOVERY_INTERVAL`]. Run it on a thread of its own beside
     /// [`Engine::submit_at`] callers.
     pub fn run_committer(&self, stop: &std::sync::atomic::AtomicBool) {
         let mut st = self.lock();
         loop {
-            if stop.load(std::sync::atomic::Ordering::SeqCst) || st.broken.is_some() {
+            if stop.load(std::sync::atomic::Ordering::SeqCst) {
                 return;
             }
-            if st.pending.is_empty() || st.committing {
+            self.try_recover(&mut st);
+            if st.pending.is_empty() || st.committing || st.broken.is_some() {
                 st = self
                     .work
                     .wait_timeout(st, std::time::Duration::from_millis(50))
@@ -385,7 +425,7 @@ impl<S: Store> Engine<S> {
 
     /// Reads the state; waits until everything it could observe is durable.
     pub fn read<T>(&self, f: impl FnOnce(&Ipam) -> T) -> Result<T, EngineError> {
-        let st = self.lock();
+        let st = self.usable()?;
         let ticket = st.ticket();
         let st = self.wait_durable(st, ticket, true)?;
         Ok(f(&st.ipam))

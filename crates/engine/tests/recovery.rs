@@ -1,0 +1,189 @@
+//! An engine whose store goes away and comes back (an etcd cluster losing its quorum): while the
+//! store is down operations are refused, nothing acknowledged is lost, and the engine serves
+//! again once the store is back, without a restart. And `Engine::reload` shows what another
+//! writer of a shared store committed.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cidrcast_core::model::{
+    Change, ExternalEventSpec, PoolSpec, Profile, RouterSpec, Snapshot, SubdivisionSpec,
+    Transition, VmEvent,
+};
+use cidrcast_core::Settings;
+use cidrcast_engine::{Engine, EngineError, RECOVERY_INTERVAL};
+use cidrcast_store::{MemoryStore, Store, StoreCounts, StoreError};
+
+/// A memory store that can be taken down: then every call fails.
+#[derive(Clone)]
+struct Flaky {
+    inner: Arc<MemoryStore>,
+    down: Arc<AtomicBool>,
+}
+
+impl Flaky {
+    fn check(&self) -> Result<(), StoreError> {
+        if self.down.load(Ordering::SeqCst) {
+            Err(StoreError::Injected)
+        } else {
+            Ok(())
+        }
+    }
+}
+
+impl Store for Flaky {
+    fn load(&self) -> Result<Snapshot, StoreError> {
+        self.check()?;
+        self.inner.load()
+    }
+    fn commit(&self, batch: &[Change]) -> Result<(), StoreError> {
+        self.check()?;
+        self.inner.commit(batch)
+    }
+    fn events(&self, after: u64, limit: usize) -> Result<Vec<(u64, VmEvent)>, StoreError> {
+        self.check()?;
+        self.inner.events(after, limit)
+    }
+    fn transitions(&self, after: u64, limit: usize) -> Result<Vec<(u64, Transition)>, StoreError> {
+        self.check()?;
+        self.inner.transitions(after, limit)
+    }
+    fn counts(&self) -> Result<StoreCounts, StoreError> {
+        self.check()?;
+        self.inner.counts()
+    }
+    fn external_events(&self) -> Result<Vec<ExternalEventSpec>, StoreError> {
+        self.check()?;
+        self.inner.external_events()
+    }
+    fn profiles(&self) -> Result<Vec<Profile>, StoreError> {
+        self.check()?;
+        self.inner.profiles()
+    }
+    fn routers(&self) -> Result<Vec<RouterSpec>, StoreError> {
+        self.check()?;
+        self.inner.routers()
+    }
+}
+
+fn engine(store: &Flaky) -> Engine<Flaky> {
+    let e = Engine::open(store.clone(), Settings::default()).unwrap();
+    e.ensure_config(
+        &[PoolSpec::new("v4", "10.0.0.0/16".parse().unwrap(), 26)],
+        &[SubdivisionSpec::new("a")],
+    )
+    .unwrap();
+    e
+}
+
+fn allocate(e: &Engine<Flaky>, vm: &str) -> Result<std::net::IpAddr, EngineError> {
+    e.execute(|ipam, now| ipam.allocate("a", vm, None, None, now))
+        .map(|a| a.address)
+}
+
+#[test]
+fn an_engine_refuses_while_its_store_is_down_and_recovers_when_it_returns() {
+    let store = Flaky {
+        inner: Arc::new(MemoryStore::new()),
+        down: Arc::new(AtomicBool::new(false)),
+    };
+    let e = engine(&store);
+    let first = allocate(&e, "vm-1").unwrap();
+
+    store.down.store(true, Ordering::SeqCst);
+    let err = allocate(&e, "vm-2").unwrap_err();
+    assert!(matches!(err, EngineError::CommitFailed(_)), "{err:?}");
+    // The reload after the failed commit failed too: refused, naming the store.
+    let err = allocate(&e, "vm-3").unwrap_err();
+    assert!(matches!(err, EngineError::Unavailable(_)), "{err:?}");
+    assert!(e.read(|ipam| ipam.lease_count()).is_err());
+
+    store.down.store(false, Ordering::SeqCst);
+    // The next reload is tried at most every RECOVERY_INTERVAL.
+    let start = Instant::now();
+    let served = loop {
+        match allocate(&e, "vm-4") {
+            Ok(a) => break a,
+            Err(EngineError::Unavailable(_)) if start.elapsed() < RECOVERY_INTERVAL * 3 => {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(other) => panic!("not recovered: {other:?}"),
+        }
+    };
+    assert_ne!(served, first);
+    // What was acknowledged is there; what was refused is not.
+    let leases: Vec<String> = e
+        .read(|ipam| ipam.leases(None).unwrap())
+        .unwrap()
+        .into_iter()
+        .map(|l| l.vm_id)
+        .collect();
+    assert_eq!(leases, ["vm-1", "vm-4"]);
+}
+
+#[test]
+fn the_committer_thread_survives_an_outage() {
+    let store = Flaky {
+        inner: Arc::new(MemoryStore::new()),
+        down: Arc::new(AtomicBool::new(false)),
+    };
+    let e = Arc::new(engine(&store));
+    let stop = Arc::new(AtomicBool::new(false));
+    let committer = {
+        let (e, stop) = (e.clone(), stop.clone());
+        std::thread::spawn(move || e.run_committer(&stop))
+    };
+    let submit = |vm: &str| {
+        let (r, ticket) = e.submit_at(cidrcast_engine::unix_now(), |ipam, now| {
+            ipam.allocate("a", vm, None, None, now)
+        })?;
+        r?;
+        let start = Instant::now();
+        loop {
+            if let Some(outcome) = e.ticket_status(ticket) {
+                return outcome;
+            }
+            assert!(start.elapsed() < Duration::from_secs(10), "never decided");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    };
+    submit("vm-1").unwrap();
+    store.down.store(true, Ordering::SeqCst);
+    assert!(submit("vm-2").is_err());
+    store.down.store(false, Ordering::SeqCst);
+    // The committer keeps running and recovers the engine: submissions are durable again.
+    let start = Instant::now();
+    loop {
+        match submit("vm-3") {
+            Ok(()) => break,
+            Err(EngineError::Unavailable(_)) if start.elapsed() < RECOVERY_INTERVAL * 3 => {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(other) => panic!("not recovered: {other:?}"),
+        }
+    }
+    stop.store(true, Ordering::SeqCst);
+    committer.join().unwrap();
+    assert_eq!(store.inner.counts().unwrap().leases, 2);
+}
+
+#[test]
+fn reload_shows_what_another_writer_committed() {
+    let shared = Arc::new(MemoryStore::new());
+    let mk = || Flaky {
+        inner: shared.clone(),
+        down: Arc::new(AtomicBool::new(false)),
+    };
+    let a = engine(&mk());
+    let b = Engine::open(mk(), Settings::default()).unwrap();
+    allocate(&a, "vm-from-a").unwrap();
+    assert_eq!(
+        b.read(|ipam| ipam.lease_count()).unwrap(),
+        0,
+        "b's view is stale"
+    );
+    b.reload().unwrap();
+    assert_eq!(b.read(|ipam| ipam.lease_count()).unwrap(), 1);
+    assert!(b.read(|ipam| ipam.lease("vm-from-a")).unwrap().is_some());
+}
