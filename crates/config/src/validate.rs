@@ -7,8 +7,7 @@ use ipnet::IpNet;
 
 use crate::{
     Config, ConfigError, ExternalEventSpec, PoolSpec, Profile, RouterSpec, ServerSettings,
-    StoreKind, StoreSettings,
-    Settings, SubdivisionSpec, TokenSpec, EVENT_SCOPE_ALL,
+    Settings, StoreKind, StoreSettings, SubdivisionSpec, TokenSpec, EVENT_SCOPE_ALL,
 };
 
 /// Longest allowed name.
@@ -100,7 +99,11 @@ fn store(s: &StoreSettings, origin: &str) -> Result {
     }
     if s.tls_cert.is_some() != s.tls_key.is_some() {
         return bad(
-            if s.tls_cert.is_some() { "tls_cert" } else { "tls_key" },
+            if s.tls_cert.is_some() {
+                "tls_cert"
+            } else {
+                "tls_key"
+            },
             &"(set)",
             "tls_cert and tls_key go together (a client certificate and its key)",
         );
@@ -114,7 +117,11 @@ fn store(s: &StoreSettings, origin: &str) -> Result {
     }
     if s.password_file.is_some() != s.username.is_some() {
         return bad(
-            if s.username.is_some() { "password_file" } else { "username" },
+            if s.username.is_some() {
+                "password_file"
+            } else {
+                "username"
+            },
             &"(not set)",
             "username and password_file go together",
         );
@@ -155,7 +162,9 @@ fn store(s: &StoreSettings, origin: &str) -> Result {
         }
     }
     if !(s.prefix.starts_with('/') && s.prefix.ends_with('/') && s.prefix.len() >= 2)
-        || s.prefix.chars().any(|c| c.is_control() || c.is_whitespace())
+        || s.prefix
+            .chars()
+            .any(|c| c.is_control() || c.is_whitespace())
     {
         return bad(
             "prefix",

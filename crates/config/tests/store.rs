@@ -33,7 +33,10 @@ fn redb_is_the_default_and_etcd_round_trips() {
 fn bad_store_settings_are_refused_naming_field_and_value() {
     let cases: [(&str, &[&str]); 9] = [
         ("kind = \"zookeeper\"", &["kind", "zookeeper"]),
-        ("kind = \"etcd\"", &["[store]", "endpoints", "needs the cluster's client URLs"]),
+        (
+            "kind = \"etcd\"",
+            &["[store]", "endpoints", "needs the cluster's client URLs"],
+        ),
         (
             "kind = \"etcd\"\nendpoints = [\"127.0.0.1:2379\"]",
             &["endpoints", "127.0.0.1:2379", "http://HOST:PORT"],
