@@ -247,6 +247,9 @@ target_miss_rate = 0.001
 # Largest JSON request body, and largest history import (streamed), in bytes.
 max_body_bytes = 1048576
 max_import_bytes = 1073741824
+# With [store] kind = "etcd": seconds of the etcd lease behind the leader election (2 to 60).
+# One daemon runs the reconciler; when it dies, another takes over within about this long.
+leader_ttl_s = 10
 # HTTPS (rustls) when both are given: PEM certificate chain and private key.
 # tls_cert = "/etc/cidrcast/tls.crt"
 # tls_key = "/etc/cidrcast/tls.key"

@@ -36,6 +36,10 @@ pub struct ServerSettings {
     /// PEM private key of `tls_cert`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls_key: Option<PathBuf>,
+    /// With `[store] kind = "etcd"`: seconds of the etcd lease behind the leader election
+    /// (2 to 60). When the leader dies, another daemon takes over the reconciler within about
+    /// this long.
+    pub leader_ttl_s: f64,
 }
 
 impl Default for ServerSettings {
@@ -49,6 +53,7 @@ impl Default for ServerSettings {
             max_import_bytes: 1 << 30,
             tls_cert: None,
             tls_key: None,
+            leader_ttl_s: 10.0,
         }
     }
 }

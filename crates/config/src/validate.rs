@@ -206,6 +206,15 @@ fn server(s: &ServerSettings, origin: &str) -> Result {
             ));
         }
     }
+    if !(2.0..=60.0).contains(&s.leader_ttl_s) {
+        return Err(ConfigError::invalid(
+            origin,
+            e,
+            "leader_ttl_s",
+            s.leader_ttl_s,
+            "must be 2 to 60 seconds (the leader's etcd lease; a takeover takes about this long)",
+        ));
+    }
     if s.max_body_bytes < 1024 {
         return Err(ConfigError::invalid(
             origin,
