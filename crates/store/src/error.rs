@@ -87,6 +87,53 @@ pub enum StoreError {
         reason: String,
     },
 
+    /// Compare-and-swap failure of a shared store (the etcd backend): another writer changed a
+    /// record this batch depends on (or created one it believed absent) since this store last
+    /// read it. Nothing of the batch was applied; reload (`Store::load`) and retry the operation.
+    #[error("another writer changed {what} since this store read it; reload and retry")]
+    Conflict {
+        /// The key (or key range) found changed, e.g. `/cidrcast/addresses/v4/010.000.000.005`.
+        what: String,
+    },
+
+    /// The etcd cluster could not be reached (connection refused, no leader, timeout) within
+    /// the configured timeouts and retries. `reason` says whether a commit surely was not applied
+    /// or whether its outcome is unknown (sent, but no answer: it may have been applied; reload to
+    /// find out).
+    #[error("etcd at {} is unavailable: {reason}", .endpoints.join(", "))]
+    Unavailable {
+        endpoints: Vec<String>,
+        reason: String,
+    },
+
+    /// etcd refused a request for another reason than availability (authentication, permission,
+    /// invalid argument, bad TLS files...); nothing of a refused commit was applied.
+    #[error("etcd at {}: {op} failed: {reason}", .endpoints.join(", "))]
+    Etcd {
+        endpoints: Vec<String>,
+        op: String,
+        reason: String,
+    },
+
+    /// etcd refused a commit as too large for its limits (`--max-txn-ops`, 128 operations by
+    /// default, or `--max-request-bytes`, 1.5 MiB by default); nothing was applied. cidrcast
+    /// commits a group commit or an import as one transaction: raise the flag on every member.
+    #[error(
+        "etcd refused a transaction of {ops} operations and about {bytes} bytes ({reason}); \
+         nothing was applied: start etcd with a larger {flag} (cidrcast needs e.g. \
+         --max-txn-ops 131072 --max-request-bytes 33554432)"
+    )]
+    EtcdTxnTooLarge {
+        /// Operations (and, separately, compares) in the transaction.
+        ops: usize,
+        /// Approximate size of the request.
+        bytes: usize,
+        /// The etcd flag to raise: `--max-txn-ops` or `--max-request-bytes`.
+        flag: &'static str,
+        /// etcd's own message.
+        reason: String,
+    },
+
     /// A failure injected by [`crate::MemoryStore::fail_next_commits`].
     #[error("injected commit failure (MemoryStore::fail_next_commits); nothing was applied")]
     Injected,

@@ -15,9 +15,18 @@
 //! * [`RedbStore`]: the embedded default, one [redb](https://docs.rs/redb) file `cidrcast.redb` in a
 //!   directory, one fsynced write transaction per commit.
 //! * [`MemoryStore`]: the same semantics in memory, with failure injection for tests.
+//! * `EtcdStore` (cargo feature `etcd`, off by default because building the etcd client needs
+//!   `protoc`): the records in an etcd v3 cluster under a key prefix, so that several cidrcast
+//!   daemons can share one state. Every commit is one etcd transaction guarded by the revisions
+//!   the store last read (compare-and-swap): a writer working from a stale view gets
+//!   [`StoreError::Conflict`], reloads and retries, instead of overwriting another writer's
+//!   leases, cooling addresses, shard placements or sequence numbers. etcd must run with raised
+//!   transaction limits (e.g. `--max-txn-ops 131072 --max-request-bytes 33554432`): a group
+//!   commit is one transaction. Key layout, limits and error handling in the `etcd_store` module
+//!   docs (see `EtcdStore`).
 //!
-//! [`conformance`] is the suite every backend must pass; it is public so that other crates (e.g. a
-//! future etcd backend) run the very same checks.
+//! [`conformance`] is the suite every backend must pass; it is public so that other crates run the
+//! very same checks.
 //!
 //! # Semantics shared by every backend
 //! * Changes of a batch apply in order (a put then a delete of the same key in one batch leaves
@@ -30,6 +39,9 @@
 //!   back).
 //! * Group commit is the caller's job: one `commit` call is one transaction (one fsync in
 //!   [`RedbStore`]), whatever the size of the batch.
+//! * A shared backend (etcd) may also refuse a batch with [`StoreError::Conflict`] (another writer
+//!   changed what the batch depends on: reload and retry) or [`StoreError::Unavailable`] (its
+//!   message says whether the outcome of the commit is unknown); the embedded ones never do.
 
 use std::sync::Arc;
 
@@ -39,10 +51,17 @@ use cidrcast_core::model::{
 
 pub mod conformance;
 mod error;
+#[cfg(feature = "etcd")]
+pub mod etcd_store;
 mod memory;
 mod redb_store;
 
 pub use error::StoreError;
+/// The etcd client the backend uses (for coordination beside the store, on the same version).
+#[cfg(feature = "etcd")]
+pub use etcd_client;
+#[cfg(feature = "etcd")]
+pub use etcd_store::{EtcdOptions, EtcdStore, EtcdTls};
 pub use memory::MemoryStore;
 pub use redb_store::{RedbOptions, RedbStore, DB_FILE_NAME, SCHEMA_VERSION};
 
