@@ -28,7 +28,10 @@ fn defaults_and_a_token() {
     assert_eq!(c.server.leader_ttl_s, 10.0);
     for bad in ["1", "61", "nan"] {
         let m = refused(&format!("[server]\nleader_ttl_s = {bad}\n"));
-        assert!(m.contains("leader_ttl_s") && m.contains("2 to 60"), "{bad}: {m}");
+        assert!(
+            m.contains("leader_ttl_s") && m.contains("2 to 60"),
+            "{bad}: {m}"
+        );
     }
     assert_eq!(c.tokens.len(), 1);
     assert_eq!(c.tokens[0].role, Role::Allocator);

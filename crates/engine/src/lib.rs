@@ -41,6 +41,13 @@ pub enum EngineError {
     /// A commit this operation depended on failed; it was not applied.
     #[error("a commit failed ({0}); the operation was not applied")]
     CommitFailed(String),
+    /// Another writer of a shared store (another daemon on the same etcd cluster) changed what
+    /// the commit this operation depended on had read; it was not applied, the state was reloaded
+    /// from the store, and the operation may be retried.
+    #[error(
+        "another writer changed what this operation depended on ({0}); it was not applied, retry"
+    )]
+    Conflict(String),
     /// The in-memory state could not be rebuilt from the store after a failed commit (the store
     /// is unreachable): operations are refused until a reload succeeds, which is tried again at
     /// most every [`RECOVERY_INTERVAL`].
@@ -80,6 +87,8 @@ struct State {
     /// For each past epoch, the last operation of it that was durable: the later ones failed.
     epoch_durable: Vec<u64>,
     last_failure: String,
+    /// Whether the last failed commit was a conflict with another writer ([`EngineError::Conflict`]).
+    last_failure_conflict: bool,
     committing: bool,
     broken: Option<String>,
     /// When the last reload of a broken engine was tried.
@@ -132,7 +141,11 @@ impl State {
                 if read_only || ticket.seq <= self.epoch_durable[ticket.epoch] {
                     Ok(())
                 } else {
-                    Err(EngineError::CommitFailed(self.last_failure.clone()))
+                    Err(if self.last_failure_conflict {
+                        EngineError::Conflict(self.last_failure.clone())
+                    } else {
+                        EngineError::CommitFailed(self.last_failure.clone())
+                    })
                 },
             );
         }
@@ -188,6 +201,7 @@ impl<S: Store> Engine<S> {
                 epoch: 0,
                 epoch_durable: Vec::new(),
                 last_failure: String::new(),
+                last_failure_conflict: false,
                 committing: false,
                 broken: None,
                 last_recovery: None,
@@ -346,6 +360,7 @@ impl<S: Store> Engine<S> {
                 st.epoch += 1;
                 st.durable = st.appended;
                 st.last_failure = e.to_string();
+                st.last_failure_conflict = matches!(e, StoreError::Conflict { .. });
                 st.pending.clear();
                 if let Err(why) = self.reload_into(&mut st) {
                     st.broken = Some(why);

@@ -31,6 +31,37 @@ const IMPORT_BATCH: usize = 50_000;
 /// Most allocations one list request returns.
 const MAX_LIST: usize = 100_000;
 
+/// How many times an operation is tried when its commit conflicts with another daemon's.
+pub const CONFLICT_ATTEMPTS: u32 = 8;
+
+/// Runs `op` again while its commit conflicts with another writer of a shared store (the engine
+/// has reloaded its state by then), with exponential backoff and jitter (5 ms, 10 ms, ... up to
+/// 320 ms); after [`CONFLICT_ATTEMPTS`] it gives up with the last conflict.
+async fn retry_conflicts<T, F, Fut>(mut op: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let mut attempt = 0;
+    loop {
+        match op().await {
+            Err(ServerError::Engine(cidrcast_engine::EngineError::Conflict(why))) => {
+                attempt += 1;
+                if attempt >= CONFLICT_ATTEMPTS {
+                    return Err(ServerError::Unavailable(format!(
+                        "gave up after {attempt} attempts that each conflicted with another \
+                         daemon's writes; last: {why}"
+                    )));
+                }
+                let base = 5u64 << (attempt - 1).min(6);
+                let jitter = u64::from(std::process::id() ^ attempt) % base.max(1);
+                tokio::time::sleep(std::time::Duration::from_millis(base + jitter)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
 /// Everything the handlers share.
 pub struct App {
     pub engine: DaemonEngine,
@@ -40,6 +71,9 @@ pub struct App {
     pub prefetcher: Mutex<Prefetcher>,
     /// Deploys router configurations when the shard set changes.
     pub router_sync: crate::routers::RouterSync,
+    /// Whether this daemon runs the reconciler and the deployer ([`crate::leadership::Solo`]
+    /// unless [`App::set_leadership`] gave another).
+    leadership: std::sync::OnceLock<Arc<dyn crate::leadership::Leadership>>,
     ready: AtomicBool,
     stopping: AtomicBool,
     /// Serialises history imports (their order is the history's order).
@@ -72,9 +106,23 @@ impl App {
             settings,
             prefetcher: Mutex::new(prefetcher),
             router_sync: Default::default(),
+            leadership: std::sync::OnceLock::new(),
             ready: AtomicBool::new(false),
             stopping: AtomicBool::new(false),
             import: Mutex::new(()),
+        }
+    }
+
+    /// Sets who leads (once, before serving): an etcd election on a shared store.
+    pub fn set_leadership(&self, l: Arc<dyn crate::leadership::Leadership>) {
+        let _ = self.leadership.set(l);
+    }
+
+    /// Who leads: this daemon alone unless [`App::set_leadership`] said otherwise.
+    pub fn leadership(&self) -> &dyn crate::leadership::Leadership {
+        match self.leadership.get() {
+            Some(l) => l.as_ref(),
+            None => &crate::leadership::Solo,
         }
     }
 
@@ -133,6 +181,14 @@ impl App {
         p: &Principal,
         req: api::AllocateRequest,
     ) -> Result<(api::Allocation, bool)> {
+        retry_conflicts(|| self.allocate_once(p, &req)).await
+    }
+
+    async fn allocate_once(
+        &self,
+        p: &Principal,
+        req: &api::AllocateRequest,
+    ) -> Result<(api::Allocation, bool)> {
         p.require(Role::Allocator, "allocating")?;
         if let Some(name) = req.profile.as_deref() {
             if !self.engine.has_profile_unsynced(name) {
@@ -172,6 +228,10 @@ impl App {
 
     /// [`App::release`] without blocking a thread.
     pub async fn release_async(&self, p: &Principal, vm_id: &str) -> Result<api::Released> {
+        retry_conflicts(|| self.release_once(p, vm_id)).await
+    }
+
+    async fn release_once(&self, p: &Principal, vm_id: &str) -> Result<api::Released> {
         p.require(Role::Allocator, "releasing")?;
         let (result, ticket) =
             self.engine
@@ -750,9 +810,17 @@ impl App {
     pub fn metrics_text(&self) -> Result<String> {
         let subs = self.engine.read(sub_gauges)?;
         let forecast = self.prefetcher().gauges();
-        Ok(self
+        let mut text = self
             .metrics
-            .render(&subs, &forecast, self.readiness().is_ok()))
+            .render(&subs, &forecast, self.readiness().is_ok());
+        text.push_str(
+            "# HELP cidrcast_leader 1 when this daemon runs the reconciler and the router deployer (always, alone on its store; the elected one, on a shared store).\n# TYPE cidrcast_leader gauge\n",
+        );
+        text.push_str(&format!(
+            "cidrcast_leader {}\n",
+            u8::from(self.leadership().is_leader())
+        ));
+        Ok(text)
     }
 }
 

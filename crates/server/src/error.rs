@@ -78,6 +78,7 @@ fn engine_status(e: &EngineError) -> (StatusCode, &'static str) {
             (S::SERVICE_UNAVAILABLE, "store_failed")
         }
         EngineError::Unavailable(_) => (S::SERVICE_UNAVAILABLE, "unavailable"),
+        EngineError::Conflict(_) => (S::SERVICE_UNAVAILABLE, "conflict"),
         EngineError::ConfigMismatch { .. } => (S::CONFLICT, "config_mismatch"),
     }
 }

@@ -12,6 +12,7 @@ pub mod app;
 pub mod auth;
 pub mod error;
 pub mod http;
+pub mod leadership;
 pub mod metrics;
 pub mod reconciler;
 pub mod routers;
@@ -62,7 +63,8 @@ pub async fn serve(
     };
 
     let reconciler = tokio::spawn(reconcile_loop(app.clone(), stop_rx.clone()));
-    let deployer = tokio::spawn(router_loop(app.clone(), stop_rx));
+    let deployer = tokio::spawn(router_loop(app.clone(), stop_rx.clone()));
+    let refresher = tokio::spawn(refresh_loop(app.clone(), stop_rx));
 
     // Commits what requests submit, in batches (group commit), while they wait asynchronously.
     let committer_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -102,6 +104,7 @@ pub async fn serve(
     let _ = stop_tx.send(true);
     let _ = reconciler.await;
     let _ = deployer.await;
+    let _ = refresher.await;
     let _ = startup.await;
     // In-flight requests are done: commit what is left, then stop the committer.
     let _ = app.engine.read(|_| ());
@@ -135,12 +138,19 @@ async fn reconcile_loop(app: Arc<App>, mut stop: tokio::sync::watch::Receiver<bo
             _ = stop.changed() => return,
         }
         next += period;
-        if !app.is_ready() {
+        if !app.is_ready() || !app.leadership().is_leader() {
             continue;
         }
         let a = app.clone();
         let start = Instant::now();
-        let result = tokio::task::spawn_blocking(move || a.reconcile()).await;
+        let result = tokio::task::spawn_blocking(move || {
+            // On a shared store, plan on what every daemon committed.
+            if a.leadership().shared() {
+                a.engine.reload()?;
+            }
+            a.reconcile()
+        })
+        .await;
         let ok = matches!(result, Ok(Ok(_)));
         app.metrics.reconcile(ok, start.elapsed().as_secs_f64());
         match result {
@@ -170,7 +180,7 @@ async fn router_loop(app: Arc<App>, mut stop: tokio::sync::watch::Receiver<bool>
             _ = tokio::time::sleep(ROUTER_CHECK_INTERVAL) => {}
             _ = stop.changed() => return,
         }
-        if !app.is_ready() {
+        if !app.is_ready() || !app.leadership().is_leader() {
             continue;
         }
         let a = app.clone();
@@ -178,6 +188,29 @@ async fn router_loop(app: Arc<App>, mut stop: tokio::sync::watch::Receiver<bool>
             Ok(Ok(_)) => {}
             Ok(Err(e)) => tracing::warn!("router deployment run failed: {e}"),
             Err(e) => tracing::error!("router deployment run panicked: {e}"),
+        }
+    }
+}
+
+/// How often a daemon on a shared store reloads its view to see other daemons' commits.
+pub const REFRESH_INTERVAL: Duration = Duration::from_secs(1);
+
+/// On a shared store, reloads the engine's view every [`REFRESH_INTERVAL`] (fewer conflicts:
+/// allocations pick addresses other daemons have not taken), until `stop` turns true.
+async fn refresh_loop(app: Arc<App>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    if !app.leadership().shared() {
+        return;
+    }
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(REFRESH_INTERVAL) => {}
+            _ = stop.changed() => return,
+        }
+        let a = app.clone();
+        match tokio::task::spawn_blocking(move || a.engine.reload()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!("reloading the shared state failed: {e}"),
+            Err(e) => tracing::error!("reloading the shared state panicked: {e}"),
         }
     }
 }
