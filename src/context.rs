@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use cidrcast_config::Config;
+use cidrcast_config::{Config, StoreKind, StoreSettings};
 use cidrcast_engine::Engine;
 use cidrcast_store::{RedbOptions, RedbStore, Store};
 
@@ -50,7 +50,7 @@ impl Ctx {
     /// (the file is the source of truth for the ones it names; other stored ones are kept); the
     /// built-in default pools only seed a store without pools, the built-in default profiles a
     /// store without profiles.
-    pub fn engine(&self) -> Result<Engine<RedbStore>> {
+    pub fn engine(&self) -> Result<Engine<Box<dyn Store>>> {
         open_engine(&self.data_dir, &self.config, self.config_path.is_some())
     }
 
@@ -71,13 +71,97 @@ impl Ctx {
     }
 }
 
-/// Opens the engine over a redb store in `dir`, bringing `config` into it.
-pub fn open_engine(dir: &Path, config: &Config, explicit: bool) -> Result<Engine<RedbStore>> {
-    let store = RedbStore::open_with(dir, RedbOptions::default())
-        .with_context(|| format!("cannot open the store in {}", dir.display()))?;
+/// The store `config` names (`[store]`): the redb file in `dir` (default), or etcd.
+pub fn open_store(dir: &Path, config: &Config) -> Result<Box<dyn Store>> {
+    match config.store.kind {
+        StoreKind::Redb => {
+            let store = RedbStore::open_with(dir, RedbOptions::default())
+                .with_context(|| format!("cannot open the store in {}", dir.display()))?;
+            Ok(Box::new(store))
+        }
+        StoreKind::Etcd => open_etcd(&config.store),
+    }
+}
+
+/// What the store is, for messages: its directory or its etcd endpoints.
+pub fn store_label(dir: &Path, config: &Config) -> String {
+    match config.store.kind {
+        StoreKind::Redb => dir.display().to_string(),
+        StoreKind::Etcd => format!(
+            "etcd {} under {}",
+            config.store.endpoints.join(","),
+            config.store.prefix
+        ),
+    }
+}
+
+/// The etcd client options of `[store]` (the password read from its file).
+#[cfg(feature = "etcd")]
+pub fn etcd_options(s: &StoreSettings) -> Result<cidrcast_store::EtcdOptions> {
+    use cidrcast_store::{EtcdOptions, EtcdTls};
+    let password = match &s.password_file {
+        Some(p) => Some(
+            std::fs::read_to_string(p)
+                .with_context(|| format!("[store] password_file {}", p.display()))?
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .to_string(),
+        ),
+        None => None,
+    };
+    let mut opts = EtcdOptions::new(s.endpoints.clone(), s.prefix.clone());
+    opts.username = s.username.clone();
+    opts.password = password;
+    opts.tls = s.tls_ca.as_ref().map(|ca| EtcdTls {
+        ca: ca.clone(),
+        cert: s.tls_cert.clone(),
+        key: s.tls_key.clone(),
+    });
+    opts.connect_timeout = std::time::Duration::from_secs_f64(s.connect_timeout_s);
+    opts.request_timeout = std::time::Duration::from_secs_f64(s.request_timeout_s);
+    Ok(opts)
+}
+
+#[cfg(feature = "etcd")]
+fn open_etcd(s: &StoreSettings) -> Result<Box<dyn Store>> {
+    let store = cidrcast_store::EtcdStore::connect(etcd_options(s)?)
+        .with_context(|| format!("cannot open the etcd store at {}", s.endpoints.join(",")))?;
+    Ok(Box::new(store))
+}
+
+#[cfg(not(feature = "etcd"))]
+fn open_etcd(_: &StoreSettings) -> Result<Box<dyn Store>> {
+    anyhow::bail!(
+        "[store] kind = \"etcd\", but this build of cidrcast has no etcd support: build it with \
+         `cargo build --release --features etcd` (needs Debian's protobuf-compiler and \
+         libprotobuf-dev)"
+    )
+}
+
+/// Opens the engine over the store `config` names, bringing `config` into it.
+pub fn open_engine(dir: &Path, config: &Config, explicit: bool) -> Result<Engine<Box<dyn Store>>> {
+    let store = open_store(dir, config)?;
     let engine = Engine::open(store, config.settings.to_core())
-        .with_context(|| format!("cannot load the store in {}", dir.display()))?;
-    bring_in(&engine, config, explicit)?;
+        .with_context(|| format!("cannot load the store in {}", store_label(dir, config)))?;
+    // Daemons starting together on a shared store bring the same configuration in at once: one
+    // wins, the others conflict, reload (the engine does) and find it there.
+    let mut attempt = 0;
+    loop {
+        match bring_in(&engine, config, explicit) {
+            Err(e)
+                if attempt < 8
+                    && matches!(
+                        e.downcast_ref::<cidrcast_engine::EngineError>(),
+                        Some(cidrcast_engine::EngineError::Conflict(_))
+                    ) =>
+            {
+                attempt += 1;
+                std::thread::sleep(std::time::Duration::from_millis(20 << attempt.min(5)));
+            }
+            other => break other?,
+        }
+    }
     Ok(engine)
 }
 

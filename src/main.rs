@@ -2,6 +2,8 @@
 
 mod commands;
 mod context;
+#[cfg(feature = "etcd")]
+mod election;
 mod output;
 
 use std::path::PathBuf;

@@ -976,6 +976,32 @@ fn init_writes_a_working_config() {
 }
 
 #[test]
+fn an_etcd_store_that_cannot_be_reached_is_a_clear_error() {
+    let env = Env::new();
+    // Nothing listens on port 1 of loopback.
+    env.write(
+        "e.toml",
+        "[store]\nkind = \"etcd\"\nendpoints = [\"http://127.0.0.1:1\"]\n\
+         connect_timeout_s = 0.2\nrequest_timeout_s = 0.2\n",
+    );
+    let msg = env.fail(&["--config", "e.toml", "status"]);
+    if cfg!(feature = "etcd") {
+        assert!(
+            msg.contains("cannot open the etcd store at http://127.0.0.1:1"),
+            "{msg}"
+        );
+        assert!(msg.contains("unavailable"), "{msg}");
+    } else {
+        assert!(
+            msg.contains("no etcd support") && msg.contains("--features etcd"),
+            "{msg}"
+        );
+    }
+    // Nothing was created in the data directory.
+    assert_eq!(env.files(), ["e.toml".to_string()].into_iter().collect());
+}
+
+#[test]
 fn config_with_unknown_field_is_rejected() {
     let env = Env::new();
     env.write(

@@ -124,7 +124,12 @@ pub fn demo(ctx: &Ctx, data_explicit: bool, args: DemoArgs) -> Result<()> {
             .tempdir()?;
         tmp.path().to_path_buf()
     };
-    let engine = open_engine(&data_dir, &ctx.config, false)?;
+    // The demo runs on the embedded store, whatever `[store]` says.
+    let config = cidrcast_config::Config {
+        store: Default::default(),
+        ..ctx.config.clone()
+    };
+    let engine = open_engine(&data_dir, &config, false)?;
     let pool = ctx
         .config
         .pools
@@ -141,7 +146,7 @@ pub fn demo(ctx: &Ctx, data_explicit: bool, args: DemoArgs) -> Result<()> {
     let scratch = tempfile::Builder::new()
         .prefix("cidrcast-demo-baseline-")
         .tempdir()?;
-    let baseline_engine = open_engine(scratch.path(), &ctx.config, false)?;
+    let baseline_engine = open_engine(scratch.path(), &config, false)?;
     add_subdivisions(&baseline_engine, &order, &pool)?;
     let (mut replay, _) = reader(&args)?;
     let baseline = run(
@@ -276,7 +281,12 @@ pub fn demo(ctx: &Ctx, data_explicit: bool, args: DemoArgs) -> Result<()> {
 /// Applies one batch of events in one durable commit; with `drain`, then drains the empty shards
 /// beyond the first of each subdivision (on-demand: shards are claimed on a miss and given back
 /// when idle).
-fn apply_batch(engine: &Engine<RedbStore>, batch: &[VmEvent], now: f64, drain: bool) -> Result<()> {
+fn apply_batch(
+    engine: &Engine<Box<dyn Store>>,
+    batch: &[VmEvent],
+    now: f64,
+    drain: bool,
+) -> Result<()> {
     engine.execute_at(now, |ipam, now| {
         for ev in batch {
             match ev.kind {
@@ -318,7 +328,7 @@ fn apply_batch(engine: &Engine<RedbStore>, batch: &[VmEvent], now: f64, drain: b
     Ok(())
 }
 
-fn add_subdivisions(engine: &Engine<RedbStore>, order: &[String], pool: &str) -> Result<()> {
+fn add_subdivisions(engine: &Engine<Box<dyn Store>>, order: &[String], pool: &str) -> Result<()> {
     engine.execute_untimed(|ipam| {
         for name in order {
             if !ipam.has_subdivision(name) {
@@ -396,7 +406,7 @@ struct Sampler {
 }
 
 impl Sampler {
-    fn sample(&mut self, engine: &Engine<RedbStore>) -> Result<()> {
+    fn sample(&mut self, engine: &Engine<Box<dyn Store>>) -> Result<()> {
         let (leases, usable, routes, max, subs) = engine.read(|ipam| {
             let (l, u) = ipam.pools().iter().fold((0.0, 0.0), |(l, u), p| {
                 (l + p.leases as f64, u + p.usable_in_shards as f64)
@@ -418,7 +428,7 @@ impl Sampler {
 
 /// Replays `replay` through `engine` under `mode`; `tally` sees every event once.
 fn run(
-    engine: &Engine<RedbStore>,
+    engine: &Engine<Box<dyn Store>>,
     replay: &mut Reader,
     mode: &Mode,
     batch_size: usize,

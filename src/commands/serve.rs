@@ -1,18 +1,15 @@
-//! `cidrcast serve`: the daemon (HTTP API, reconciler, metrics) on the embedded store, and
+//! `cidrcast serve`: the daemon (HTTP API, reconciler, metrics) on the configured store, and
 //! `cidrcast token`: bearer tokens for it.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use crate::context::{open_engine, store_label, Ctx};
 use anyhow::{bail, Context, Result};
 use cidrcast_config::{Role, DEFAULT_LISTEN};
-use cidrcast_engine::Engine;
 use cidrcast_server::auth::{hash_secret, Auth};
 use cidrcast_server::reconciler::Prefetcher;
 use cidrcast_server::{App, TlsFiles};
-use cidrcast_store::{RedbOptions, RedbStore, Store};
-
-use crate::context::{bring_in, Ctx};
 
 pub struct ServeArgs {
     pub listen: Option<SocketAddr>,
@@ -48,11 +45,7 @@ pub fn serve(ctx: &Ctx, args: ServeArgs) -> Result<()> {
         }),
         _ => None,
     };
-    let store = RedbStore::open_with(&ctx.data_dir, RedbOptions::default())
-        .with_context(|| format!("cannot open the store in {}", ctx.data_dir.display()))?;
-    let engine = Engine::open(Box::new(store) as Box<dyn Store>, config.settings.to_core())
-        .with_context(|| format!("cannot load the store in {}", ctx.data_dir.display()))?;
-    bring_in(&engine, config, ctx.config_path.is_some())?;
+    let engine = open_engine(&ctx.data_dir, config, ctx.config_path.is_some())?;
     // The daemon deploys the configuration of every router with a config_path: refuse to start
     // when it could not write one.
     for r in engine.routers()? {
@@ -76,11 +69,15 @@ pub fn serve(ctx: &Ctx, args: ServeArgs) -> Result<()> {
     let listener = std::net::TcpListener::bind(listen)
         .with_context(|| format!("cannot listen on {listen}"))?;
     let addr = listener.local_addr()?;
+    #[cfg(feature = "etcd")]
+    if config.store.kind == cidrcast_config::StoreKind::Etcd {
+        elect(&runtime, &app, config, addr)?;
+    }
     let scheme = if tls.is_some() { "https" } else { "http" };
     // Tests and scripts read this line to find the port (with --listen 127.0.0.1:0).
     println!(
         "cidrcast serve: listening on {scheme}://{addr} (data {}, {} token(s){})",
-        ctx.data_dir.display(),
+        store_label(&ctx.data_dir, config),
         config.tokens.len(),
         if config.tokens.is_empty() {
             ", authentication off"
@@ -98,6 +95,35 @@ pub fn serve(ctx: &Ctx, args: ServeArgs) -> Result<()> {
     let commits = app.engine.commits();
     drop(app);
     println!("cidrcast serve: stopped cleanly after {commits} store commits");
+    Ok(())
+}
+
+/// Joins the leader election of the daemons sharing the etcd store: only the leader runs the
+/// reconciler and the router deployer.
+#[cfg(feature = "etcd")]
+fn elect(
+    runtime: &tokio::runtime::Runtime,
+    app: &Arc<App>,
+    config: &cidrcast_config::Config,
+    addr: SocketAddr,
+) -> Result<()> {
+    let opts = crate::context::etcd_options(&config.store)?;
+    let client = runtime
+        .block_on(opts.client())
+        .context("cannot connect to etcd for the leader election")?;
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "host".to_string());
+    let id = format!("{host}/{addr}/{}", std::process::id());
+    let ttl = std::time::Duration::from_secs_f64(config.server.leader_ttl_s);
+    let election =
+        crate::election::EtcdElection::start(runtime, client.clone(), &opts.prefix, id, ttl);
+    runtime.spawn(crate::election::watch_leader(
+        election.clone(),
+        client,
+        opts.prefix.clone(),
+    ));
+    app.set_leadership(election);
     Ok(())
 }
 
