@@ -314,8 +314,20 @@ impl<S: Store> Engine<S> {
     /// that nothing unacknowledged is lost.
     pub fn reload(&self) -> Result<(), EngineError> {
         let mut st = self.usable()?;
-        let ticket = st.ticket();
-        st = self.wait_durable(st, ticket, true)?;
+        // Nothing may be in flight: a commit under way, or changes applied in memory but not yet
+        // committed, would be missing from what the store returns (and lost from the state).
+        loop {
+            if st.committing {
+                st = self.done.wait(st).unwrap_or_else(|p| p.into_inner());
+            } else if !st.pending.is_empty() {
+                st = self.lead_commit(st);
+            } else {
+                break;
+            }
+        }
+        if let Some(why) = &st.broken {
+            return Err(EngineError::Unavailable(why.clone()));
+        }
         self.reload_into(&mut st).map_err(EngineError::Unavailable)
     }
 

@@ -39,6 +39,8 @@ impl Store for Flaky {
     }
     fn commit(&self, batch: &[Change]) -> Result<(), StoreError> {
         self.check()?;
+        // A commit takes a while, as over a network: reloads and commits overlap.
+        std::thread::sleep(Duration::from_micros(300));
         self.inner.commit(batch)
     }
     fn events(&self, after: u64, limit: usize) -> Result<Vec<(u64, VmEvent)>, StoreError> {
@@ -186,4 +188,60 @@ fn reload_shows_what_another_writer_committed() {
     b.reload().unwrap();
     assert_eq!(b.read(|ipam| ipam.lease_count()).unwrap(), 1);
     assert!(b.read(|ipam| ipam.lease("vm-from-a")).unwrap().is_some());
+}
+
+#[test]
+fn reload_under_load_loses_nothing_in_flight() {
+    // Reloads racing group commits: what is being committed, or applied but not yet committed,
+    // must neither vanish from the state nor differ from the store afterwards.
+    let store = Flaky {
+        inner: Arc::new(MemoryStore::new()),
+        down: Arc::new(AtomicBool::new(false)),
+    };
+    let e = Arc::new(engine(&store));
+    let stop = Arc::new(AtomicBool::new(false));
+    let committer = {
+        let (e, stop) = (e.clone(), stop.clone());
+        std::thread::spawn(move || e.run_committer(&stop))
+    };
+    let reloader = {
+        let (e, stop) = (e.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut n = 0;
+            while !stop.load(Ordering::SeqCst) {
+                e.reload().unwrap();
+                n += 1;
+            }
+            n
+        })
+    };
+    let workers: Vec<_> = (0..4)
+        .map(|t| {
+            let e = e.clone();
+            std::thread::spawn(move || {
+                for i in 0..300 {
+                    let vm = format!("t{t}-{i}");
+                    let (r, ticket) = e
+                        .submit_at(cidrcast_engine::unix_now(), |ipam, now| {
+                            ipam.allocate("a", &vm, None, None, now)
+                        })
+                        .unwrap();
+                    r.unwrap();
+                    while e.ticket_status(ticket).is_none() {
+                        std::thread::yield_now();
+                    }
+                    e.ticket_status(ticket).unwrap().unwrap();
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.join().unwrap();
+    }
+    stop.store(true, Ordering::SeqCst);
+    let reloads = reloader.join().unwrap();
+    committer.join().unwrap();
+    assert!(reloads > 10, "the reloads raced the commits ({reloads})");
+    assert_eq!(store.inner.counts().unwrap().leases, 1200);
+    assert_eq!(e.read(|ipam| ipam.lease_count()).unwrap(), 1200);
 }

@@ -930,3 +930,38 @@ fn a_commit_without_answer_has_an_unknown_outcome() {
         1 + u64::from(applied)
     );
 }
+
+#[test]
+fn an_address_released_and_leased_again_in_one_batch_commits() {
+    // With no cooldown, one group commit can release an address and lease it to another VM.
+    let etcd = Etcd::start();
+    let store = connect(&etcd, "/reuse/");
+    store
+        .commit(&[Change::PutLease(lease_at("vm-1", "10.0.0.5"))])
+        .unwrap();
+    store
+        .commit(&[
+            Change::DeleteLease {
+                vm_id: "vm-1".into(),
+            },
+            Change::PutLease(lease_at("vm-2", "10.0.0.5")),
+        ])
+        .unwrap();
+    // And the other way round over two batches, after a reload.
+    store.load().unwrap();
+    store
+        .commit(&[
+            Change::DeleteLease {
+                vm_id: "vm-2".into(),
+            },
+            Change::PutLease(lease_at("vm-3", "10.0.0.5")),
+            Change::DeleteLease {
+                vm_id: "vm-3".into(),
+            },
+            Change::PutLease(lease_at("vm-4", "10.0.0.5")),
+        ])
+        .unwrap();
+    let snap = normalized(&store);
+    let vms: Vec<&str> = snap.leases.iter().map(|l| l.vm_id.as_str()).collect();
+    assert_eq!(vms, ["vm-4"]);
+}
