@@ -1,0 +1,750 @@
+//! Several `cidrcast serve` daemons sharing one state in a real 3-member etcd cluster (started
+//! per test on free loopback ports): concurrent clients on every daemon never get one address
+//! leased twice, the leader election replaces a killed leader within its bound, and losing one
+//! etcd member is harmless while losing two (quorum) refuses cleanly and recovers.
+#![cfg(feature = "etcd")]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+mod daemon;
+
+use daemon::{Client, Daemon};
+
+// ---------------------------------------------------------------------------------------------
+// Harness: a 3-member etcd cluster.
+
+/// The tests run one at a time: each starts 3 etcd members and 3 daemons, and measures times.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+const PREFIX: &str = "/cc-cluster/";
+
+/// One etcd member; killed (by PID) when dropped.
+struct Member {
+    name: String,
+    client_port: u16,
+    peer_port: u16,
+    dir: PathBuf,
+    initial_cluster: String,
+    child: Option<Child>,
+}
+
+impl Member {
+    fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.client_port)
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.join("etcd.log")
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    /// Starts the process (with the same name, data directory and ports every time).
+    fn spawn(&mut self) {
+        assert!(self.child.is_none(), "{} is running", self.name);
+        let client = self.endpoint();
+        let peer = format!("http://127.0.0.1:{}", self.peer_port);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .expect("etcd log file");
+        let child = Command::new("etcd")
+            .args(["--name", &self.name])
+            .args(["--data-dir", &self.dir.join("data").display().to_string()])
+            .args(["--listen-client-urls", &client])
+            .args(["--advertise-client-urls", &client])
+            .args(["--listen-peer-urls", &peer])
+            .args(["--initial-advertise-peer-urls", &peer])
+            .args(["--initial-cluster", &self.initial_cluster])
+            .args(["--initial-cluster-state", "new"])
+            .args(["--initial-cluster-token", "cidrcast-cluster-test"])
+            .args(["--max-txn-ops", "131072", "--max-request-bytes", "33554432"])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot start `etcd` (these tests need etcd 3.4 or newer on PATH): {e}")
+            });
+        self.child = Some(child);
+    }
+
+    /// Whether the process exited (then its handle is gone).
+    fn exited(&mut self) -> bool {
+        match self.child.as_mut().map(|c| c.try_wait()) {
+            Some(Ok(Some(_))) => {
+                self.child = None;
+                true
+            }
+            Some(_) => false,
+            None => true,
+        }
+    }
+
+    /// `GET /health` answers `"health":"true"` once the member has a leader.
+    fn healthy(&self) -> bool {
+        let Ok(mut stream) = TcpStream::connect(("127.0.0.1", self.client_port)) else {
+            return false;
+        };
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+        if stream
+            .write_all(b"GET /health HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+            .is_err()
+        {
+            return false;
+        }
+        let mut answer = String::new();
+        let _ = stream.read_to_string(&mut answer);
+        answer.contains("\"health\":\"true\"")
+    }
+
+    /// SIGKILL by PID, and wait for it; the data directory stays.
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Member {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+struct Cluster {
+    members: Vec<Member>,
+    _dir: tempfile::TempDir,
+}
+
+/// `n` distinct free loopback ports (all bound at once, so they differ).
+fn free_ports(n: usize) -> Vec<u16> {
+    let listeners: Vec<TcpListener> = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind a free port"))
+        .collect();
+    listeners
+        .iter()
+        .map(|l| l.local_addr().expect("addr").port())
+        .collect()
+}
+
+impl Cluster {
+    /// Three members m1..m3, healthy (with a leader).
+    fn start() -> Cluster {
+        for _ in 0..3 {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let ports = free_ports(6);
+            let initial_cluster = (0..3)
+                .map(|i| format!("m{}=http://127.0.0.1:{}", i + 1, ports[2 * i + 1]))
+                .collect::<Vec<_>>()
+                .join(",");
+            let mut members: Vec<Member> = (0..3)
+                .map(|i| {
+                    let mdir = dir.path().join(format!("m{}", i + 1));
+                    std::fs::create_dir_all(&mdir).expect("member dir");
+                    Member {
+                        name: format!("m{}", i + 1),
+                        client_port: ports[2 * i],
+                        peer_port: ports[2 * i + 1],
+                        dir: mdir,
+                        initial_cluster: initial_cluster.clone(),
+                        child: None,
+                    }
+                })
+                .collect();
+            for m in &mut members {
+                m.spawn();
+            }
+            let mut cluster = Cluster { members, _dir: dir };
+            match cluster.wait_healthy(&[0, 1, 2], Duration::from_secs(30)) {
+                Ok(()) => return cluster,
+                Err(log) if log.contains("address already in use") => continue,
+                Err(log) => panic!("the etcd cluster did not start; a log:\n{log}"),
+            }
+        }
+        panic!("the etcd cluster did not start on free ports after 3 attempts");
+    }
+
+    /// Waits until these members are healthy; the log of one that exited or stayed unhealthy.
+    fn wait_healthy(&mut self, which: &[usize], within: Duration) -> Result<(), String> {
+        let deadline = Instant::now() + within;
+        loop {
+            for &i in which {
+                if self.members[i].exited() {
+                    return Err(self.members[i].log());
+                }
+            }
+            if which.iter().all(|&i| self.members[i].healthy()) {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                let i = *which
+                    .iter()
+                    .find(|&&i| !self.members[i].healthy())
+                    .unwrap_or(&which[0]);
+                return Err(format!(
+                    "{} not healthy within {within:?}:\n{}",
+                    self.members[i].name,
+                    self.members[i].log()
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn endpoints(&self) -> Vec<String> {
+        self.members.iter().map(Member::endpoint).collect()
+    }
+
+    /// `etcdctl get --prefix {PREFIX}leases/` through the running members: vm → address.
+    fn leases(&self) -> BTreeMap<String, String> {
+        let live: Vec<String> = self
+            .members
+            .iter()
+            .filter(|m| m.child.is_some())
+            .map(Member::endpoint)
+            .collect();
+        let out = Command::new("etcdctl")
+            .env("ETCDCTL_API", "3")
+            .arg(format!("--endpoints={}", live.join(",")))
+            .args([
+                "--command-timeout=10s",
+                "get",
+                "--prefix",
+                "--print-value-only",
+            ])
+            .arg(format!("{PREFIX}leases/"))
+            .output()
+            .expect("run etcdctl");
+        assert!(
+            out.status.success(),
+            "etcdctl get: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut leases = BTreeMap::new();
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            if line.trim().is_empty() {
+                continue;
+            }
+            let v: Value = serde_json::from_str(line)
+                .unwrap_or_else(|e| panic!("a lease value that is not JSON ({e}): {line}"));
+            let vm = v["vm_id"].as_str().expect("vm_id").to_string();
+            let addr = v["address"].as_str().expect("address").to_string();
+            assert!(
+                leases.insert(vm.clone(), addr).is_none(),
+                "{vm} twice in etcd"
+            );
+        }
+        leases
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Harness: daemons on the cluster.
+
+fn config(endpoints: &[String]) -> String {
+    let endpoints = endpoints
+        .iter()
+        .map(|e| format!("{e:?}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        r#"
+[settings]
+cooldown_s = 0
+
+[store]
+kind = "etcd"
+endpoints = [{endpoints}]
+prefix = "{PREFIX}"
+
+[server]
+reconcile_interval_s = 1
+leader_ttl_s = 3
+
+[[pool]]
+name = "v4"
+prefix = "10.77.0.0/16"
+shard_prefix_len = 26
+reserve_first = 2
+reserve_last = 1
+
+[[subdivision]]
+name = "zone-a"
+
+[[subdivision]]
+name = "zone-b"
+"#
+    )
+}
+
+/// Three daemons on the cluster, each with a directory of its own.
+struct Daemons {
+    daemons: Vec<Daemon>,
+    _dirs: Vec<tempfile::TempDir>,
+}
+
+fn start_daemons(cluster: &Cluster) -> Daemons {
+    let cfg = config(&cluster.endpoints());
+    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let daemons = dirs.iter().map(|d| Daemon::start(d.path(), &cfg)).collect();
+    Daemons {
+        daemons,
+        _dirs: dirs,
+    }
+}
+
+/// Whether this daemon says it leads (`cidrcast_leader 1` in /metrics); `None` if it does not
+/// answer.
+fn is_leader(c: &Client) -> Option<bool> {
+    match c.try_req("GET", "/metrics", None) {
+        Ok((200, Value::String(text))) => {
+            Some(text.lines().any(|l| l.trim() == "cidrcast_leader 1"))
+        }
+        _ => None,
+    }
+}
+
+/// Polls until exactly one of `clients` leads; its index. Panics if two lead at once.
+fn one_leader(clients: &[&Client], within: Duration) -> usize {
+    let deadline = Instant::now() + within;
+    loop {
+        let leading: Vec<usize> = clients
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| is_leader(c) == Some(true))
+            .map(|(i, _)| i)
+            .collect();
+        assert!(leading.len() <= 1, "two leaders at once: {leading:?}");
+        if leading.len() == 1 {
+            return leading[0];
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no daemon leads within {within:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn allocate(c: &Client, vm: &str, sub: &str) -> (u16, Value) {
+    c.req(
+        "POST",
+        "/v1/allocations",
+        Some(json!({"subdivision": sub, "vm_id": vm})),
+    )
+}
+
+/// Allocates, retrying (with new VM ids) until a 201 within `within`; the VM, its address and
+/// the number of refused attempts. Only 503 refusals are allowed.
+fn allocate_within(c: &Client, vm: &str, within: Duration) -> (String, String, usize) {
+    let deadline = Instant::now() + within;
+    let mut refused = 0;
+    loop {
+        let id = format!("{vm}-{refused}");
+        let (s, v) = allocate(c, &id, "zone-a");
+        match s {
+            201 => return (id, v["address"].as_str().unwrap().to_string(), refused),
+            503 => refused += 1,
+            _ => panic!("allocate {id}: {s} {v}"),
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no allocation succeeded within {within:?}; last: {s} {v}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The allocations a daemon lists: vm → address, asserting no address is listed twice.
+fn listed(c: &Client) -> BTreeMap<String, String> {
+    let list = c.expect("GET", "/v1/allocations?limit=100000", None, 200);
+    let items = list["items"].as_array().unwrap();
+    assert_eq!(list["total"].as_u64().unwrap() as usize, items.len());
+    let mut present = BTreeMap::new();
+    let mut addresses = BTreeSet::new();
+    for l in items {
+        let vm = l["vm_id"].as_str().unwrap().to_string();
+        let addr = l["address"].as_str().unwrap().to_string();
+        assert!(
+            addresses.insert(addr.clone()),
+            "address {addr} listed twice"
+        );
+        assert!(
+            present.insert(vm.clone(), addr).is_none(),
+            "{vm} listed twice"
+        );
+    }
+    present
+}
+
+/// No address is held by two leases.
+fn assert_unique_addresses(leases: &BTreeMap<String, String>, what: &str) {
+    let mut by_addr: BTreeMap<&str, &str> = BTreeMap::new();
+    for (vm, addr) in leases {
+        if let Some(other) = by_addr.insert(addr, vm) {
+            panic!("{what}: address {addr} leased to both {other} and {vm}");
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tests.
+
+const THREADS: usize = 6;
+const OPS_PER_THREAD: usize = 100;
+
+#[derive(Default)]
+struct Acks {
+    allocated: BTreeMap<String, String>,
+    released: BTreeSet<String>,
+    /// Releases answered 503: the lease may or may not be gone.
+    release_unknown: BTreeSet<String>,
+    refused_allocations: usize,
+    refused_releases: usize,
+    ops: usize,
+}
+
+#[test]
+fn three_daemons_never_lease_an_address_twice() {
+    let _serial = serial();
+    let start = Instant::now();
+    let cluster = Cluster::start();
+    let ds = start_daemons(&cluster);
+    let acks = Arc::new(Mutex::new(Acks::default()));
+    let load_start = Instant::now();
+    let workers: Vec<_> = (0..THREADS)
+        .map(|t| {
+            let c = ds.daemons[t % 3].client(None);
+            let acks = acks.clone();
+            std::thread::spawn(move || {
+                let sub = if t % 2 == 0 { "zone-a" } else { "zone-b" };
+                let mut mine: Vec<String> = Vec::new();
+                let mut ops = 0;
+                let mut i = 0;
+                while ops < OPS_PER_THREAD {
+                    i += 1;
+                    let vm = format!("t{t}-{i}");
+                    let (s, v) = allocate(&c, &vm, sub);
+                    ops += 1;
+                    match s {
+                        201 => {
+                            let addr = v["address"].as_str().unwrap().to_string();
+                            acks.lock().unwrap().allocated.insert(vm.clone(), addr);
+                            mine.push(vm);
+                        }
+                        503 => acks.lock().unwrap().refused_allocations += 1,
+                        _ => panic!("allocate {vm}: {s} {v}"),
+                    }
+                    // Release every third acknowledged allocation (an older one).
+                    if i % 3 == 0 && mine.len() >= 2 {
+                        let old = mine.remove(mine.len() / 2);
+                        let (s, v) = c.req("DELETE", &format!("/v1/allocations/{old}"), None);
+                        ops += 1;
+                        let mut a = acks.lock().unwrap();
+                        match s {
+                            200 => {
+                                a.released.insert(old);
+                            }
+                            503 => {
+                                a.refused_releases += 1;
+                                a.release_unknown.insert(old);
+                            }
+                            _ => panic!("release {old}: {s} {v}"),
+                        }
+                    }
+                }
+                acks.lock().unwrap().ops += ops;
+            })
+        })
+        .collect();
+    for w in workers {
+        w.join().expect("a client thread panicked");
+    }
+    let load_time = load_start.elapsed();
+    let a = acks.lock().unwrap();
+    let refused = a.refused_allocations + a.refused_releases;
+    eprintln!(
+        "three daemons: {} operations by {THREADS} clients in {:.1} s: {} allocations and {} \
+         releases acknowledged; 503: {} allocations, {} releases ({:.1}%)",
+        a.ops,
+        load_time.as_secs_f64(),
+        a.allocated.len(),
+        a.released.len(),
+        a.refused_allocations,
+        a.refused_releases,
+        100.0 * refused as f64 / a.ops as f64
+    );
+    assert!(
+        refused * 10 <= a.ops,
+        "more than 10% of the operations were refused: {refused} of {}",
+        a.ops
+    );
+    assert!(a.allocated.len() > THREADS * OPS_PER_THREAD / 2);
+
+    // Every daemon's view refreshes every second.
+    std::thread::sleep(Duration::from_millis(1500));
+    let from_etcd = cluster.leases();
+    let clients: Vec<Client> = ds.daemons.iter().map(|d| d.client(None)).collect();
+    for (view, present) in [
+        ("daemon 1", listed(&clients[0])),
+        ("daemon 3", listed(&clients[2])),
+        ("etcd", from_etcd),
+    ] {
+        assert_unique_addresses(&present, view);
+        for (vm, addr) in &a.allocated {
+            if a.released.contains(vm) {
+                assert!(
+                    !present.contains_key(vm),
+                    "{view}: released {vm} is present"
+                );
+            } else if a.release_unknown.contains(vm) {
+                if let Some(p) = present.get(vm) {
+                    assert_eq!(p, addr, "{view}: {vm} moved");
+                }
+            } else {
+                assert_eq!(
+                    present.get(vm),
+                    Some(addr),
+                    "{view}: acknowledged {vm} at {addr} lost or moved"
+                );
+            }
+        }
+    }
+    let refs: Vec<&Client> = clients.iter().collect();
+    let leader = one_leader(&refs, Duration::from_secs(10));
+    eprintln!(
+        "three daemons: daemon {} leads; test took {:.1} s",
+        leader + 1,
+        start.elapsed().as_secs_f64()
+    );
+}
+
+#[test]
+fn the_leader_is_replaced_within_the_bound() {
+    let _serial = serial();
+    let start = Instant::now();
+    let cluster = Cluster::start();
+    let mut ds = start_daemons(&cluster);
+    let clients: Vec<Client> = ds.daemons.iter().map(|d| d.client(None)).collect();
+    let refs: Vec<&Client> = clients.iter().collect();
+    let leader = one_leader(&refs, Duration::from_secs(15));
+    // Let it lead a little (a reconciler run or two).
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(one_leader(&refs, Duration::from_secs(1)), leader);
+
+    ds.daemons[leader].kill();
+    let killed = Instant::now();
+    let survivors: Vec<&Client> = (0..3)
+        .filter(|&i| i != leader)
+        .map(|i| &clients[i])
+        .collect();
+    let next = one_leader(&survivors, Duration::from_secs(15));
+    let takeover = killed.elapsed();
+    eprintln!(
+        "leader takeover: daemon {} killed, another led after {:.2} s (leader_ttl_s = 3)",
+        leader + 1,
+        takeover.as_secs_f64()
+    );
+    assert!(takeover < Duration::from_secs(15));
+    // It stays the only one.
+    std::thread::sleep(Duration::from_millis(1000));
+    assert_eq!(one_leader(&survivors, Duration::from_secs(1)), next);
+
+    // The survivors serve.
+    let mut addresses = BTreeSet::new();
+    for (k, c) in survivors.iter().enumerate() {
+        for i in 0..5 {
+            let vm = format!("after-{k}-{i}");
+            let (s, v) = allocate(c, &vm, "zone-b");
+            assert_eq!(s, 201, "allocate {vm} after the takeover: {v}");
+            assert!(addresses.insert(v["address"].as_str().unwrap().to_string()));
+        }
+    }
+    eprintln!(
+        "leader takeover: test took {:.1} s",
+        start.elapsed().as_secs_f64()
+    );
+}
+
+#[test]
+fn losing_one_member_is_fine_losing_two_refuses_cleanly_and_recovers() {
+    let _serial = serial();
+    let start = Instant::now();
+    let mut cluster = Cluster::start();
+    let ds = start_daemons(&cluster);
+    let clients: Vec<Client> = ds.daemons.iter().map(|d| d.client(None)).collect();
+    let mut acked: BTreeMap<String, String> = BTreeMap::new();
+    for (k, c) in clients.iter().enumerate() {
+        for i in 0..10 {
+            let vm = format!("before-{k}-{i}");
+            let (s, v) = allocate(c, &vm, "zone-a");
+            assert_eq!(s, 201, "allocate {vm}: {v}");
+            acked.insert(vm, v["address"].as_str().unwrap().to_string());
+        }
+    }
+
+    // One member down: still a quorum.
+    cluster.members[0].kill();
+    let mut refused_one = 0;
+    for (k, c) in clients.iter().enumerate() {
+        let (vm, addr, refused) =
+            allocate_within(c, &format!("one-down-{k}"), Duration::from_secs(10));
+        refused_one += refused;
+        acked.insert(vm, addr);
+        for i in 0..5 {
+            let vm = format!("one-down-{k}-more-{i}");
+            let (s, v) = allocate(c, &vm, "zone-b");
+            assert_eq!(s, 201, "allocate {vm} with one member down: {v}");
+            acked.insert(vm, v["address"].as_str().unwrap().to_string());
+        }
+    }
+    eprintln!("one member down: {refused_one} allocations refused (503) right after the kill");
+
+    // Two members down: no quorum. Refused with 503, promptly.
+    cluster.members[1].kill();
+    let no_quorum = Instant::now();
+    // Every daemon's /readyz is polled from the kill on, concurrently with the allocations.
+    let pollers: Vec<_> = clients
+        .iter()
+        .map(|c| {
+            let c = c.clone();
+            std::thread::spawn(move || loop {
+                let sent = Instant::now();
+                let (s, v) = c.req("GET", "/readyz", None);
+                if s == 503 {
+                    return (no_quorum.elapsed(), sent.elapsed());
+                }
+                assert_eq!(s, 200, "/readyz: {v}");
+                if no_quorum.elapsed() > Duration::from_secs(30) {
+                    return (no_quorum.elapsed(), sent.elapsed());
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            })
+        })
+        .collect();
+    let refusals: Vec<_> = clients
+        .iter()
+        .enumerate()
+        .map(|(k, c)| {
+            let c = c.clone();
+            std::thread::spawn(move || {
+                (0..2)
+                    .map(|i| {
+                        let vm = format!("no-quorum-{k}-{i}");
+                        let sent = Instant::now();
+                        let (s, v) = allocate(&c, &vm, "zone-a");
+                        (vm, s, v, sent.elapsed())
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let mut slowest = Duration::ZERO;
+    for r in refusals {
+        for (vm, s, v, took) in r.join().expect("a client thread panicked") {
+            eprintln!(
+                "no quorum: allocate {vm}: {s} after {:.2} s",
+                took.as_secs_f64()
+            );
+            slowest = slowest.max(took);
+            assert_eq!(s, 503, "allocate {vm} without quorum: {v}");
+            assert!(
+                took < Duration::from_secs(20),
+                "allocate {vm} without quorum took {took:?}"
+            );
+        }
+    }
+    let mut unready = Duration::ZERO;
+    for (k, p) in pollers.into_iter().enumerate() {
+        let (at, took) = p.join().expect("a /readyz poller panicked");
+        eprintln!(
+            "no quorum: daemon {} /readyz 503 {:.2} s after the kill (that request took {:.2} s)",
+            k + 1,
+            at.as_secs_f64(),
+            took.as_secs_f64()
+        );
+        assert!(
+            at < Duration::from_secs(20),
+            "daemon {}: /readyz not 503 within 20 s of the quorum loss ({at:?})",
+            k + 1
+        );
+        unready = unready.max(at);
+    }
+    eprintln!(
+        "no quorum: slowest refusal {:.2} s; every /readyz 503 within {:.2} s of the kill",
+        slowest.as_secs_f64(),
+        unready.as_secs_f64()
+    );
+
+    // Both back: it recovers.
+    cluster.members[0].spawn();
+    cluster.members[1].spawn();
+    let restarted = Instant::now();
+    if let Err(log) = cluster.wait_healthy(&[0, 1, 2], Duration::from_secs(30)) {
+        panic!("the members did not rejoin: {log}");
+    }
+    let healthy = restarted.elapsed();
+    let deadline = restarted + Duration::from_secs(30);
+    let mut refused_after = 0;
+    for (k, c) in clients.iter().enumerate() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let (vm, addr, refused) = allocate_within(c, &format!("recovered-{k}"), left);
+        refused_after += refused;
+        acked.insert(vm, addr);
+        loop {
+            let (s, _) = c.req("GET", "/readyz", None);
+            if s == 200 {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "daemon {} not ready 30 s after the restart",
+                k + 1
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+    eprintln!(
+        "recovery: etcd healthy {:.2} s after the restart, every daemon allocating and ready \
+         after {:.2} s ({refused_after} refusals on the way)",
+        healthy.as_secs_f64(),
+        restarted.elapsed().as_secs_f64()
+    );
+
+    // Nothing acknowledged was lost.
+    std::thread::sleep(Duration::from_millis(1500));
+    for (view, present) in [
+        ("daemon 2", listed(&clients[1])),
+        ("etcd", cluster.leases()),
+    ] {
+        assert_unique_addresses(&present, view);
+        for (vm, addr) in &acked {
+            assert_eq!(
+                present.get(vm),
+                Some(addr),
+                "{view}: acknowledged {vm} at {addr} lost or moved by the outage"
+            );
+        }
+    }
+    eprintln!(
+        "quorum loss: test took {:.1} s",
+        start.elapsed().as_secs_f64()
+    );
+}
