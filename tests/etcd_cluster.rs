@@ -5,13 +5,11 @@
 #![cfg(feature = "etcd")]
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use cidrcast_store::etcd_testing::{free_ports, Member};
 use serde_json::{json, Value};
 
 mod daemon;
@@ -30,118 +28,9 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
 
 const PREFIX: &str = "/cc-cluster/";
 
-/// One etcd member; killed (by PID) when dropped.
-struct Member {
-    name: String,
-    client_port: u16,
-    peer_port: u16,
-    dir: PathBuf,
-    initial_cluster: String,
-    child: Option<Child>,
-}
-
-impl Member {
-    fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.client_port)
-    }
-
-    fn log_path(&self) -> PathBuf {
-        self.dir.join("etcd.log")
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.log_path()).unwrap_or_default()
-    }
-
-    /// Starts the process (with the same name, data directory and ports every time).
-    fn spawn(&mut self) {
-        assert!(self.child.is_none(), "{} is running", self.name);
-        let client = self.endpoint();
-        let peer = format!("http://127.0.0.1:{}", self.peer_port);
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.log_path())
-            .expect("etcd log file");
-        let child = Command::new("etcd")
-            .args(["--name", &self.name])
-            .args(["--data-dir", &self.dir.join("data").display().to_string()])
-            .args(["--listen-client-urls", &client])
-            .args(["--advertise-client-urls", &client])
-            .args(["--listen-peer-urls", &peer])
-            .args(["--initial-advertise-peer-urls", &peer])
-            .args(["--initial-cluster", &self.initial_cluster])
-            .args(["--initial-cluster-state", "new"])
-            .args(["--initial-cluster-token", "cidrcast-cluster-test"])
-            .args(["--max-txn-ops", "131072", "--max-request-bytes", "33554432"])
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log"))
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!("cannot start `etcd` (these tests need etcd 3.4 or newer on PATH): {e}")
-            });
-        self.child = Some(child);
-    }
-
-    /// Whether the process exited (then its handle is gone).
-    fn exited(&mut self) -> bool {
-        match self.child.as_mut().map(|c| c.try_wait()) {
-            Some(Ok(Some(_))) => {
-                self.child = None;
-                true
-            }
-            Some(_) => false,
-            None => true,
-        }
-    }
-
-    /// `GET /health` answers `"health":"true"` once the member has a leader.
-    fn healthy(&self) -> bool {
-        let Ok(mut stream) = TcpStream::connect(("127.0.0.1", self.client_port)) else {
-            return false;
-        };
-        let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
-        if stream
-            .write_all(b"GET /health HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
-            .is_err()
-        {
-            return false;
-        }
-        let mut answer = String::new();
-        let _ = stream.read_to_string(&mut answer);
-        answer.contains("\"health\":\"true\"")
-    }
-
-    /// SIGKILL by PID, and wait for it; the data directory stays.
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for Member {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
 struct Cluster {
     members: Vec<Member>,
     _dir: tempfile::TempDir,
-}
-
-/// `n` distinct free loopback ports (all bound at once, so they differ).
-fn free_ports(n: usize) -> Vec<u16> {
-    let listeners: Vec<TcpListener> = (0..n)
-        .map(|_| TcpListener::bind("127.0.0.1:0").expect("bind a free port"))
-        .collect();
-    listeners
-        .iter()
-        .map(|l| l.local_addr().expect("addr").port())
-        .collect()
 }
 
 impl Cluster {
@@ -158,14 +47,14 @@ impl Cluster {
                 .map(|i| {
                     let mdir = dir.path().join(format!("m{}", i + 1));
                     std::fs::create_dir_all(&mdir).expect("member dir");
-                    Member {
-                        name: format!("m{}", i + 1),
-                        client_port: ports[2 * i],
-                        peer_port: ports[2 * i + 1],
-                        dir: mdir,
-                        initial_cluster: initial_cluster.clone(),
-                        child: None,
-                    }
+                    Member::new(
+                        &format!("m{}", i + 1),
+                        ports[2 * i],
+                        ports[2 * i + 1],
+                        mdir,
+                        initial_cluster.clone(),
+                        true,
+                    )
                 })
                 .collect();
             for m in &mut members {
@@ -217,7 +106,7 @@ impl Cluster {
         let live: Vec<String> = self
             .members
             .iter()
-            .filter(|m| m.child.is_some())
+            .filter(|m| m.pid().is_some())
             .map(Member::endpoint)
             .collect();
         let out = Command::new("etcdctl")

@@ -53,6 +53,8 @@ pub mod conformance;
 mod error;
 #[cfg(feature = "etcd")]
 pub mod etcd_store;
+#[cfg(feature = "etcd")]
+pub mod etcd_testing;
 mod memory;
 mod redb_store;
 

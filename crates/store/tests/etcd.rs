@@ -3,10 +3,7 @@
 //! transaction limits, and etcd going away and coming back.
 #![cfg(feature = "etcd")]
 
-use std::io::{Read, Write};
-use std::net::{IpAddr, TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
@@ -14,32 +11,18 @@ use cidrcast_core::model::{Change, LeaseRecord, RouterSpec, ShardState, Snapshot
 use cidrcast_store::conformance::{
     self, cooling, event, home, lease, pool, profile, router, shard, subdivision, transition, vm_id,
 };
+use cidrcast_store::etcd_testing::{free_ports, Member};
 use cidrcast_store::{EtcdOptions, EtcdStore, Store, StoreError};
 use ipnet::IpNet;
 
 // ---------------------------------------------------------------------------------------------
 // Harness.
 
-/// Flags every test etcd gets unless it wants etcd's defaults.
-const RAISED_LIMITS: [&str; 4] = ["--max-txn-ops", "131072", "--max-request-bytes", "33554432"];
-
 /// A real etcd on free loopback ports with a data directory of its own; killed (by PID) when
 /// dropped, also when the test panics.
 struct Etcd {
-    child: Option<Child>,
-    dir: tempfile::TempDir,
-    client_port: u16,
-    peer_port: u16,
-    limits: bool,
-}
-
-fn free_ports() -> (u16, u16) {
-    let a = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-    let b = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-    (
-        a.local_addr().expect("addr").port(),
-        b.local_addr().expect("addr").port(),
-    )
+    member: Member,
+    _dir: tempfile::TempDir,
 }
 
 impl Etcd {
@@ -55,148 +38,40 @@ impl Etcd {
 
     fn start_with(limits: bool) -> Etcd {
         for _ in 0..5 {
-            let (client_port, peer_port) = free_ports();
-            let mut etcd = Etcd {
-                child: None,
-                dir: tempfile::tempdir().expect("tempdir"),
-                client_port,
-                peer_port,
-                limits,
-            };
-            if etcd.spawn() {
-                return etcd;
+            let dir = tempfile::tempdir().expect("tempdir");
+            let ports = free_ports(2);
+            let mut member = Member::single(ports[0], ports[1], dir.path().to_path_buf(), limits);
+            member.spawn();
+            match member.wait_healthy(Duration::from_secs(30)) {
+                Ok(()) => return Etcd { member, _dir: dir },
+                // Lost a race for the ports: try others (with a clean data directory).
+                Err(log) if log.contains("address already in use") => continue,
+                Err(log) => panic!("etcd did not start; its log:\n{log}"),
             }
-            // Lost a race for the ports: try others (with a clean data directory).
         }
         panic!("etcd did not start on free ports after 5 attempts");
     }
 
     fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.client_port)
-    }
-
-    fn log_path(&self) -> PathBuf {
-        self.dir.path().join("etcd.log")
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.log_path()).unwrap_or_default()
-    }
-
-    /// Starts the process and waits until it is healthy; `false` if it exited because a port was
-    /// taken.
-    fn spawn(&mut self) -> bool {
-        let client = format!("http://127.0.0.1:{}", self.client_port);
-        let peer = format!("http://127.0.0.1:{}", self.peer_port);
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.log_path())
-            .expect("etcd log file");
-        let mut command = Command::new("etcd");
-        command
-            .args(["--name", "cidrcast-test"])
-            .args([
-                "--data-dir",
-                &self.dir.path().join("data").display().to_string(),
-            ])
-            .args(["--listen-client-urls", &client])
-            .args(["--advertise-client-urls", &client])
-            .args(["--listen-peer-urls", &peer])
-            .args(["--initial-advertise-peer-urls", &peer])
-            .args(["--initial-cluster", &format!("cidrcast-test={peer}")])
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log"))
-            .stderr(log);
-        if self.limits {
-            command.args(RAISED_LIMITS);
-        }
-        let child = match command.spawn() {
-            Ok(child) => child,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!(
-                "`etcd` is not installed (not on PATH): these tests need a real etcd 3.4 or \
-                 newer; on Debian/Ubuntu install the packages etcd-server etcd-client"
-            ),
-            Err(e) => panic!("cannot start etcd: {e}"),
-        };
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(status) = self
-                .child
-                .as_mut()
-                .and_then(|c| c.try_wait().ok().flatten())
-            {
-                self.child = None;
-                let log = self.log();
-                if log.contains("address already in use") {
-                    return false;
-                }
-                panic!("etcd exited with {status} before answering; its log:\n{log}");
-            }
-            if self.healthy() {
-                return true;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "etcd did not become healthy within 30 s; its log:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// `GET /health` answers `"health":"true"` once the member has a leader.
-    fn healthy(&self) -> bool {
-        let Ok(mut stream) = TcpStream::connect(("127.0.0.1", self.client_port)) else {
-            return false;
-        };
-        let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
-        if stream
-            .write_all(b"GET /health HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
-            .is_err()
-        {
-            return false;
-        }
-        let mut answer = String::new();
-        let _ = stream.read_to_string(&mut answer);
-        answer.contains("\"health\":\"true\"")
+        self.member.endpoint()
     }
 
     /// Kills the process (by PID) and waits for it; the data directory stays.
     fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        self.member.kill();
     }
 
     /// Starts it again on the same data directory and ports.
     fn restart(&mut self) {
-        assert!(self.child.is_none(), "stop it first");
-        assert!(self.spawn(), "etcd could not take its ports again");
+        self.member.spawn();
+        if let Err(log) = self.member.wait_healthy(Duration::from_secs(30)) {
+            panic!("etcd did not come back on its ports: {log}");
+        }
     }
 
     /// Sends a signal (`STOP`, `CONT`) to the process.
     fn signal(&self, signal: &str) {
-        let pid = self.child.as_ref().expect("running").id();
-        let status = Command::new("kill")
-            .args([format!("-{signal}"), pid.to_string()])
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill -{signal} {pid}");
-    }
-}
-
-impl Drop for Etcd {
-    fn drop(&mut self) {
-        if let Some(child) = self.child.as_ref() {
-            // A paused etcd still dies of SIGKILL; resume it anyway, harmlessly.
-            let _ = Command::new("kill")
-                .args(["-CONT".to_string(), child.id().to_string()])
-                .status();
-        }
-        self.stop();
+        self.member.signal(signal);
     }
 }
 
@@ -437,7 +312,7 @@ fn connect_checks_the_schema_and_the_prefix() {
 
 #[test]
 fn connect_to_nothing_is_unavailable_naming_the_endpoint() {
-    let (port, _) = free_ports();
+    let port = free_ports(1)[0];
     let endpoint = format!("http://127.0.0.1:{port}");
     let options = EtcdOptions {
         connect_timeout: Duration::from_millis(500),
