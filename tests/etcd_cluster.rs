@@ -263,24 +263,7 @@ fn allocate_within(c: &Client, vm: &str, within: Duration) -> (String, String, u
 
 /// The allocations a daemon lists: vm → address, asserting no address is listed twice.
 fn listed(c: &Client) -> BTreeMap<String, String> {
-    let list = c.expect("GET", "/v1/allocations?limit=100000", None, 200);
-    let items = list["items"].as_array().unwrap();
-    assert_eq!(list["total"].as_u64().unwrap() as usize, items.len());
-    let mut present = BTreeMap::new();
-    let mut addresses = BTreeSet::new();
-    for l in items {
-        let vm = l["vm_id"].as_str().unwrap().to_string();
-        let addr = l["address"].as_str().unwrap().to_string();
-        assert!(
-            addresses.insert(addr.clone()),
-            "address {addr} listed twice"
-        );
-        assert!(
-            present.insert(vm.clone(), addr).is_none(),
-            "{vm} listed twice"
-        );
-    }
-    present
+    daemon::listed_allocations(c)
 }
 
 /// No address is held by two leases.

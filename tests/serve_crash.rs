@@ -111,23 +111,7 @@ fn acknowledged_allocations_survive_sigkill() {
 
         let d = Daemon::start_existing(dir.path());
         let c = d.client(None);
-        let list = c.expect("GET", "/v1/allocations?limit=100000", None, 200);
-        let items = list["items"].as_array().unwrap();
-        assert_eq!(list["total"].as_u64().unwrap() as usize, items.len());
-        let mut present: BTreeMap<String, String> = BTreeMap::new();
-        let mut addresses = BTreeSet::new();
-        for l in items {
-            let vm = l["vm_id"].as_str().unwrap().to_string();
-            let addr = l["address"].as_str().unwrap().to_string();
-            assert!(
-                addresses.insert(addr.clone()),
-                "address {addr} leased twice"
-            );
-            assert!(
-                present.insert(vm.clone(), addr).is_none(),
-                "vm {vm} listed twice"
-            );
-        }
+        let present = daemon::listed_allocations(&c);
         let a = acks.lock().unwrap();
         assert!(
             a.allocated
@@ -173,7 +157,8 @@ fn acknowledged_allocations_survive_sigkill() {
             Some(json!({"subdivision": "zone-a", "vm_id": format!("after-{round}")})),
         );
         assert_eq!(s, 201, "{v}");
-        assert!(!addresses.contains(v["address"].as_str().unwrap()));
+        let address = v["address"].as_str().unwrap();
+        assert!(!present.values().any(|a| a == address), "{address} reused");
         c.expect(
             "DELETE",
             &format!("/v1/allocations/after-{round}"),

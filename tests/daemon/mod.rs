@@ -283,3 +283,26 @@ impl Client {
         message
     }
 }
+
+/// The allocations a daemon lists (`GET /v1/allocations`): vm → address, asserting that the
+/// total matches and that no address and no VM is listed twice.
+pub fn listed_allocations(c: &Client) -> std::collections::BTreeMap<String, String> {
+    let list = c.expect("GET", "/v1/allocations?limit=100000", None, 200);
+    let items = list["items"].as_array().expect("items");
+    assert_eq!(list["total"].as_u64().expect("total") as usize, items.len());
+    let mut present = std::collections::BTreeMap::new();
+    let mut addresses = std::collections::BTreeSet::new();
+    for l in items {
+        let vm = l["vm_id"].as_str().expect("vm_id").to_string();
+        let addr = l["address"].as_str().expect("address").to_string();
+        assert!(
+            addresses.insert(addr.clone()),
+            "address {addr} leased twice"
+        );
+        assert!(
+            present.insert(vm.clone(), addr).is_none(),
+            "vm {vm} listed twice"
+        );
+    }
+    present
+}

@@ -124,8 +124,13 @@ fn an_engine_refuses_while_its_store_is_down_and_recovers_when_it_returns() {
     assert_eq!(leases, ["vm-1", "vm-4"]);
 }
 
-#[test]
-fn the_committer_thread_survives_an_outage() {
+/// A flaky store, an engine over it, and a committer thread running until `stop` is set.
+fn with_committer() -> (
+    Flaky,
+    Arc<Engine<Flaky>>,
+    Arc<AtomicBool>,
+    std::thread::JoinHandle<()>,
+) {
     let store = Flaky {
         inner: Arc::new(MemoryStore::new()),
         down: Arc::new(AtomicBool::new(false)),
@@ -136,6 +141,12 @@ fn the_committer_thread_survives_an_outage() {
         let (e, stop) = (e.clone(), stop.clone());
         std::thread::spawn(move || e.run_committer(&stop))
     };
+    (store, e, stop, committer)
+}
+
+#[test]
+fn the_committer_thread_survives_an_outage() {
+    let (store, e, stop, committer) = with_committer();
     let submit = |vm: &str| {
         let (r, ticket) = e.submit_at(cidrcast_engine::unix_now(), |ipam, now| {
             ipam.allocate("a", vm, None, None, now)
@@ -194,16 +205,7 @@ fn reload_shows_what_another_writer_committed() {
 fn reload_under_load_loses_nothing_in_flight() {
     // Reloads racing group commits: what is being committed, or applied but not yet committed,
     // must neither vanish from the state nor differ from the store afterwards.
-    let store = Flaky {
-        inner: Arc::new(MemoryStore::new()),
-        down: Arc::new(AtomicBool::new(false)),
-    };
-    let e = Arc::new(engine(&store));
-    let stop = Arc::new(AtomicBool::new(false));
-    let committer = {
-        let (e, stop) = (e.clone(), stop.clone());
-        std::thread::spawn(move || e.run_committer(&stop))
-    };
+    let (store, e, stop, committer) = with_committer();
     let reloader = {
         let (e, stop) = (e.clone(), stop.clone());
         std::thread::spawn(move || {
