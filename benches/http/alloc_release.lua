@@ -25,7 +25,9 @@ function init(args)
   step = 0
   errors = 0
   statuses = {}
-  run = tostring(os.time()) .. "-" .. tostring(math.random(1000000))
+  -- BENCH_RUN tells apart wrk processes started in the same second (math.random is not seeded,
+  -- so they would otherwise allocate the very same VM ids).
+  run = (os.getenv("BENCH_RUN") or "") .. tostring(os.time()) .. "-" .. tostring(math.random(1000000))
   headers = { ["Content-Type"] = "application/json" }
   if TOKEN then headers["Authorization"] = "Bearer " .. TOKEN end
 end

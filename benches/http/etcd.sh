@@ -83,20 +83,25 @@ for d in $(seq 1 "$daemons"); do
   urls+=("$url")
 done
 
-script="$root/benches/http/alloc_release.lua"
+script="${BENCH_SCRIPT:-$root/benches/http/alloc_release.lua}"
 echo "machine: $(nproc) cores, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)"
 echo "etcd $(etcd --version | head -1 | awk '{print $3}'), $daemons daemon(s), $conns connections each"
 echo "warm-up: 5 s"
-for u in "${urls[@]}"; do wrk -t"$threads" -c"$conns" -d5s -s "$script" "$u" > /dev/null & done
+n=0
+for u in "${urls[@]}"; do
+  n=$((n + 1))
+  BENCH_RUN="warm$n-" wrk -t"$threads" -c"$conns" -d5s -s "$script" "$u" > /dev/null &
+done
 wait $(jobs -p | tail -n "$daemons") 2>/dev/null || true
 sleep 1
 echo "measured: ${secs} s"
 n=0
 for u in "${urls[@]}"; do
   n=$((n + 1))
-  wrk -t"$threads" -c"$conns" -d"${secs}s" -s "$script" "$u" | grep RESULT > "$dir/result$n" &
+  BENCH_RUN="d$n-" wrk -t"$threads" -c"$conns" -d"${secs}s" -s "$script" "$u" | grep RESULT > "$dir/result$n" &
 done
 for j in $(jobs -p); do
   case " ${pids[*]} " in *" $j "*) ;; *) wait "$j" ;; esac
 done
 for i in $(seq 1 "$daemons"); do echo "daemon $i: $(cat "$dir/result$i")"; done
+[ -n "${KEEP:-}" ] && for u in "${urls[@]}"; do echo "$u $(curl -s "$u/metrics" | grep "^cidrcast_leader")"; done

@@ -204,6 +204,32 @@ impl AddrSet {
         present
     }
 
+    /// The first free offset at or after `lo + hint % (hi - lo)`, wrapping around to the lowest
+    /// one: where allocators sharing a store start to look, so that they rarely pick the same
+    /// address (hint 0 = [`AddrSet::lowest_free`]). Shards over 2^16 addresses ignore the hint.
+    pub fn free_from_hint(&self, hint: u64) -> Option<u64> {
+        let span = self.hi.saturating_sub(self.lo);
+        let Words::Dense { words, .. } = &self.words else {
+            return self.lowest_free();
+        };
+        if hint == 0 || span == 0 {
+            return self.lowest_free();
+        }
+        let start = self.lo + hint % span;
+        let last_word = (self.hi - 1) / 64;
+        for w in start / 64..=last_word {
+            let mut eff = words[w as usize] | self.outside(w);
+            if w == start / 64 {
+                let below = start - w * 64;
+                eff |= if below == 0 { 0 } else { (1u64 << below) - 1 };
+            }
+            if eff != !0 {
+                return Some(w * 64 + u64::from(eff.trailing_ones())).filter(|&o| o < self.hi);
+            }
+        }
+        self.lowest_free()
+    }
+
     /// The lowest free offset in `[lo, hi)`.
     pub fn lowest_free(&self) -> Option<u64> {
         let first_free = |w: u64, raw: u64| -> Option<u64> {
@@ -247,6 +273,24 @@ impl AddrSet {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_hint_starts_the_search_and_wraps() {
+        let mut s = AddrSet::new(6, 2, 63);
+        // Offset 2 + 40 % 61 = 42 first, then upwards, then around from the lowest.
+        assert_eq!(s.free_from_hint(40), Some(42));
+        assert!(s.insert(42));
+        assert_eq!(s.free_from_hint(40), Some(43));
+        for o in 43..63 {
+            assert!(s.insert(o));
+        }
+        assert_eq!(s.free_from_hint(40), Some(2), "wraps to the lowest");
+        assert_eq!(s.free_from_hint(0), s.lowest_free());
+        for o in 2..42 {
+            assert!(s.insert(o));
+        }
+        assert_eq!(s.free_from_hint(40), None);
+    }
 
     #[test]
     fn dense_lowest_respects_reserved_ends() {

@@ -279,6 +279,8 @@ pub struct Ipam {
     journal: Vec<Change>,
     journaling: bool,
     counters: Counters,
+    /// Where allocations start to look inside a shard (see [`Ipam::set_address_hint`]).
+    address_hint: u64,
 }
 
 fn invalid_sub(name: &str, message: impl Into<String>) -> CoreError {
@@ -326,7 +328,16 @@ impl Ipam {
             journal: Vec::new(),
             journaling: true,
             counters: Counters::default(),
+            address_hint: 0,
         }
+    }
+
+    /// Where allocations start to look inside a shard: at offset `hint` modulo its allocatable
+    /// range, then upwards, wrapping (0, the default: the lowest free address). Several daemons
+    /// allocating from one shared store each take their own hint, so that they rarely pick the
+    /// same address from views a moment old. Not persisted.
+    pub fn set_address_hint(&mut self, hint: u64) {
+        self.address_hint = hint;
     }
 
     /// The settings in force.
@@ -1534,8 +1545,12 @@ impl Ipam {
                 }
             }
         };
+        let hint = self.address_hint;
         let s = self.shard_mut(shard);
-        let offset = s.addrs.lowest_free().expect("an active shard with room");
+        let offset = s
+            .addrs
+            .free_from_hint(hint)
+            .expect("an active shard with room");
         s.addrs.insert(offset);
         s.leases += 1;
         if s.addrs.lowest_free().is_none() {

@@ -79,7 +79,13 @@ fn build(pools: &[PoolSpec]) -> Ipam {
 }
 
 fn run(pools: Vec<PoolSpec>, ops: Vec<Op>) -> Result<(), TestCaseError> {
+    run_hinted(pools, ops, 0)
+}
+
+/// [`run`] with allocations starting at an address hint (as daemons sharing a store do).
+fn run_hinted(pools: Vec<PoolSpec>, ops: Vec<Op>, hint: u64) -> Result<(), TestCaseError> {
     let mut ipam = build(&pools);
+    ipam.set_address_hint(hint);
     let mut applied = Applied::default();
     applied.apply(ipam.take_journal());
     let mut now = 0.0;
@@ -247,6 +253,16 @@ proptest! {
         let mut p = pool("v4", "10.0.0.0/26", 30);
         p.reserve_first = 1;
         run(vec![p], ops)?;
+    }
+
+    #[test]
+    fn ipv4_invariants_hold_with_an_address_hint(
+        ops in proptest::collection::vec(op(), 1..120),
+        hint in 1u64..1_000_000,
+    ) {
+        let mut p = pool("v4", "10.0.0.0/26", 30);
+        p.reserve_first = 1;
+        run_hinted(vec![p], ops, hint)?;
     }
 
     #[test]

@@ -93,6 +93,8 @@ struct State {
     broken: Option<String>,
     /// When the last reload of a broken engine was tried.
     last_recovery: Option<std::time::Instant>,
+    /// Kept across reloads: see [`Engine::set_address_hint`].
+    address_hint: u64,
     commits: u64,
 }
 
@@ -205,6 +207,7 @@ impl<S: Store> Engine<S> {
                 committing: false,
                 broken: None,
                 last_recovery: None,
+                address_hint: 0,
                 commits: 0,
             }),
             done: Condvar::new(),
@@ -271,8 +274,8 @@ impl<S: Store> Engine<S> {
     /// could not be reloaded): then the reload is tried again (at most every
     /// [`RECOVERY_INTERVAL`]), and the engine serves again once it succeeds.
     fn usable(&self) -> Result<MutexGuard<'_, State>, EngineError> {
-        let mut st = self.lock();
-        self.try_recover(&mut st);
+        let st = self.lock();
+        let st = self.try_recover(st);
         match &st.broken {
             Some(why) => Err(EngineError::Unavailable(why.clone())),
             None => Ok(st),
@@ -280,33 +283,60 @@ impl<S: Store> Engine<S> {
     }
 
     /// Tries to reload a broken engine's state (not more often than [`RECOVERY_INTERVAL`]).
-    fn try_recover(&self, st: &mut State) {
+    /// The store is read without the lock held, so that callers are refused at once meanwhile
+    /// instead of waiting out the store's timeouts.
+    fn try_recover<'a>(&'a self, mut st: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
         if st.broken.is_none() || st.committing {
-            return;
+            return st;
         }
         if st
             .last_recovery
             .is_some_and(|t| t.elapsed() < RECOVERY_INTERVAL)
         {
-            return;
+            return st;
         }
         st.last_recovery = Some(std::time::Instant::now());
-        if let Err(why) = self.reload_into(st) {
-            st.broken = Some(why);
-        } else {
-            st.broken = None;
+        let (settings, hint, epoch) = (st.ipam.settings(), st.address_hint, st.epoch);
+        drop(st);
+        let loaded = self.load_state(settings, hint);
+        let mut st = self.lock();
+        // Another caller may have recovered (or a commit failed again) meanwhile.
+        if st.broken.is_some() && st.epoch == epoch {
+            match loaded {
+                Ok((ipam, catalog)) => {
+                    st.ipam = ipam;
+                    st.catalog = catalog;
+                    st.broken = None;
+                }
+                Err(why) => st.broken = Some(why),
+            }
         }
+        st
+    }
+
+    /// The state the store holds: allocator (with `hint`) and catalog.
+    fn load_state(&self, settings: Settings, hint: u64) -> Result<(Ipam, Catalog), String> {
+        let snap = self.store.load().map_err(|e| e.to_string())?;
+        let mut ipam = Ipam::from_snapshot(settings, &snap).map_err(|e| e.to_string())?;
+        ipam.set_address_hint(hint);
+        let catalog = Catalog::load(&self.store).map_err(|e| e.to_string())?;
+        Ok((ipam, catalog))
     }
 
     /// Replaces the in-memory state (allocator and catalog) with what the store holds.
     fn reload_into(&self, st: &mut State) -> Result<(), String> {
-        let settings = st.ipam.settings();
-        let snap = self.store.load().map_err(|e| e.to_string())?;
-        let ipam = Ipam::from_snapshot(settings, &snap).map_err(|e| e.to_string())?;
-        let catalog = Catalog::load(&self.store).map_err(|e| e.to_string())?;
+        let (ipam, catalog) = self.load_state(st.ipam.settings(), st.address_hint)?;
         st.ipam = ipam;
         st.catalog = catalog;
         Ok(())
+    }
+
+    /// Where allocations start to look inside a shard ([`Ipam::set_address_hint`]), kept across
+    /// reloads: each daemon of a shared store takes its own.
+    pub fn set_address_hint(&self, hint: u64) {
+        let mut st = self.lock();
+        st.address_hint = hint;
+        st.ipam.set_address_hint(hint);
     }
 
     /// Reloads the state from the store, to see what other writers of a shared store (other
@@ -328,7 +358,20 @@ impl<S: Store> Engine<S> {
         if let Some(why) = &st.broken {
             return Err(EngineError::Unavailable(why.clone()));
         }
-        self.reload_into(&mut st).map_err(EngineError::Unavailable)
+        // Read the store without the lock held (an unreachable store must not stall callers for
+        // its timeouts); install what was read only if nothing happened meanwhile, else keep the
+        // state (the next reload catches up).
+        let mark = (st.appended, st.epoch);
+        let (settings, hint) = (st.ipam.settings(), st.address_hint);
+        drop(st);
+        let loaded = self.load_state(settings, hint);
+        let mut st = self.lock();
+        let (ipam, catalog) = loaded.map_err(EngineError::Unavailable)?;
+        if (st.appended, st.epoch) == mark && !st.committing && st.pending.is_empty() {
+            st.ipam = ipam;
+            st.catalog = catalog;
+        }
+        Ok(())
     }
 
     /// Waits until `ticket` is decided ([`State::outcome`]), committing what is pending when no
@@ -374,7 +417,12 @@ impl<S: Store> Engine<S> {
                 st.last_failure = e.to_string();
                 st.last_failure_conflict = matches!(e, StoreError::Conflict { .. });
                 st.pending.clear();
-                if let Err(why) = self.reload_into(&mut st) {
+                if matches!(e, StoreError::Unavailable { .. }) {
+                    // The store cannot be reached: a reload now would wait out the same timeouts
+                    // before the waiters hear of the failure. Refuse at once and reload later.
+                    st.broken = Some(e.to_string());
+                    st.last_recovery = Some(std::time::Instant::now());
+                } else if let Err(why) = self.reload_into(&mut st) {
                     st.broken = Some(why);
                     st.last_recovery = Some(std::time::Instant::now());
                 }
@@ -437,7 +485,7 @@ impl<S: Store> Engine<S> {
             if stop.load(std::sync::atomic::Ordering::SeqCst) {
                 return;
             }
-            self.try_recover(&mut st);
+            st = self.try_recover(st);
             if st.pending.is_empty() || st.committing || st.broken.is_some() {
                 st = self
                     .work

@@ -56,9 +56,13 @@
 //! * if it appends events (transitions): `meta/events_seq` (`meta/transitions_seq`) is as
 //!   remembered; the entries get the next dense sequence numbers and the counter is rewritten.
 //!
-//! A failed comparison is [`StoreError::Conflict`] naming the first key found changed; nothing
-//! was applied and the store does not retry: the caller reloads its view ([`Store::load`], which
-//! also refreshes the remembered revisions) and retries its operation. Commits of one
+//! When only the sequence counters had moved (another writer appended meanwhile, and one
+//! read-only transaction finds every other comparison still true), the store takes the counters'
+//! new values, numbers the batch's entries again and resends it (up to 32 times): appends from
+//! several writers never need a reload. Any other failed comparison is [`StoreError::Conflict`]
+//! naming the first key found changed; nothing was applied and the store does not retry: the
+//! caller reloads its view ([`Store::load`], which also refreshes the remembered revisions) and
+//! retries its operation. Commits of one
 //! `EtcdStore` are serialised (one at a time), so threads sharing a handle never conflict with
 //! each other.
 //!
@@ -132,6 +136,8 @@ const PLACEMENT: &str = "placement";
 const META_SCHEMA: &str = "schema";
 const META_EVENTS: &str = "events_seq";
 const META_TRANSITIONS: &str = "transitions_seq";
+/// How many times a commit is numbered again after losing only the race for the counters.
+const COUNTER_RETRIES: usize = 32;
 
 /// Keys per range request when paging through a table.
 const PAGE: usize = 1000;
@@ -1382,6 +1388,128 @@ impl EtcdStore {
         Ok(())
     }
 
+    /// One attempt of [`Store::commit`]: `Ok(true)` committed; `Ok(false)` only the sequence
+    /// counters had moved (the view now holds their new values: plan again); otherwise the
+    /// conflict or failure.
+    fn commit_once(&self, view: &mut View, batch: &[Change]) -> Result<bool, StoreError> {
+        let plan = self.plan(view, batch)?;
+        let checks = plan.checks(view);
+        let compares: Vec<Compare> = checks
+            .iter()
+            .map(|(key, end, expect)| compare_of(key, end, *expect))
+            .collect();
+        let ops: Vec<TxnOp> = plan
+            .writes
+            .iter()
+            .map(|w| match &w.value {
+                Some(value) => TxnOp::put(w.key.as_bytes(), value.clone(), None),
+                None => TxnOp::delete(w.key.as_bytes(), None),
+            })
+            .collect();
+        let (n_ops, bytes) = (ops.len().max(compares.len()), plan.bytes());
+        let txn = Txn::new().when(compares).and_then(ops);
+        let ctx = Arc::clone(&self.ctx);
+        let response = self.run("commit", async move {
+            // Not idempotent: retried only when it surely was not applied.
+            ctx.call(false, |mut kv| {
+                let txn = txn.clone();
+                async move { kv.txn(txn).await }
+            })
+            .await
+            .map_err(|f| ctx.commit_error(f, n_ops, bytes))
+        })?;
+        if !response.succeeded() {
+            if (plan.events > 0 || plan.transitions > 0)
+                && self.only_counters_moved(view, &checks)?
+            {
+                return Ok(false);
+            }
+            let what = self.diagnose(checks);
+            return Err(StoreError::Conflict { what });
+        }
+        let revision = response.header().map_or(0, |h| h.revision());
+        for w in plan.writes.iter().filter(|w| w.guarded) {
+            if w.value.is_some() {
+                view.revs.insert(w.key.clone(), revision);
+            } else {
+                view.revs.remove(&w.key);
+            }
+        }
+        for (vm, state) in plan.leases {
+            match state {
+                Some(place) => view.leases.insert(vm, place),
+                None => view.leases.remove(&vm),
+            };
+        }
+        for (key, holder) in plan.holders {
+            match holder {
+                Some(vm) => view.holders.insert(key, vm),
+                None => view.holders.remove(&key),
+            };
+        }
+        view.last_event += plan.events;
+        view.last_transition += plan.transitions;
+        Ok(true)
+    }
+
+    /// After a failed commit: whether every comparison but the sequence counters' still holds
+    /// (one read-only transaction). If so, the view takes the counters' current values and
+    /// revisions.
+    fn only_counters_moved(
+        &self,
+        view: &mut View,
+        checks: &[(String, Option<String>, Expect)],
+    ) -> Result<bool, StoreError> {
+        let counters = [
+            self.keys.meta(META_EVENTS),
+            self.keys.meta(META_TRANSITIONS),
+        ];
+        let compares: Vec<Compare> = checks
+            .iter()
+            .filter(|(key, end, _)| end.is_some() || !counters.contains(key))
+            .map(|(key, end, expect)| compare_of(key, end, *expect))
+            .collect();
+        let gets: Vec<TxnOp> = counters
+            .iter()
+            .map(|k| TxnOp::get(k.as_bytes(), None))
+            .collect();
+        let txn = Txn::new().when(compares).and_then(gets);
+        let ctx = Arc::clone(&self.ctx);
+        let response = self.run("re-read the sequence counters", async move {
+            ctx.call(true, |mut kv| {
+                let txn = txn.clone();
+                async move { kv.txn(txn).await }
+            })
+            .await
+            .map_err(|f| ctx.read_error(f, "re-read the sequence counters"))
+        })?;
+        if !response.succeeded() {
+            return Ok(false);
+        }
+        let mut found = Vec::new();
+        for op in response.op_responses() {
+            let TxnOpResponse::Get(got) = op else {
+                return Ok(false);
+            };
+            let Some(kv) = got.kvs().first() else {
+                return Ok(false);
+            };
+            let value: Option<u64> = kv.value_str().ok().and_then(|v| v.parse().ok());
+            let Some(value) = value else {
+                return Ok(false);
+            };
+            found.push((value, kv.mod_revision()));
+        }
+        let [(events, events_rev), (transitions, transitions_rev)] = found[..] else {
+            return Ok(false);
+        };
+        view.last_event = events;
+        view.last_transition = transitions;
+        view.revs.insert(counters[0].clone(), events_rev);
+        view.revs.insert(counters[1].clone(), transitions_rev);
+        Ok(true)
+    }
+
     /// After a failed comparison: the first key found other than the view expects.
     fn diagnose(&self, checks: Vec<(String, Option<String>, Expect)>) -> String {
         let total = checks.len();
@@ -1550,59 +1678,21 @@ impl Store for EtcdStore {
         // Refuse before sending anything.
         batch.iter().try_for_each(validate)?;
         let mut view = self.lock_view();
-        let plan = self.plan(&view, batch)?;
-        let checks = plan.checks(&view);
-        let compares: Vec<Compare> = checks
-            .iter()
-            .map(|(key, end, expect)| compare_of(key, end, *expect))
-            .collect();
-        let ops: Vec<TxnOp> = plan
-            .writes
-            .iter()
-            .map(|w| match &w.value {
-                Some(value) => TxnOp::put(w.key.as_bytes(), value.clone(), None),
-                None => TxnOp::delete(w.key.as_bytes(), None),
-            })
-            .collect();
-        let (n_ops, bytes) = (ops.len().max(compares.len()), plan.bytes());
-        let txn = Txn::new().when(compares).and_then(ops);
-        let ctx = Arc::clone(&self.ctx);
-        let response = self.run("commit", async move {
-            // Not idempotent: retried only when it surely was not applied.
-            ctx.call(false, |mut kv| {
-                let txn = txn.clone();
-                async move { kv.txn(txn).await }
-            })
-            .await
-            .map_err(|f| ctx.commit_error(f, n_ops, bytes))
-        })?;
-        if !response.succeeded() {
-            let what = self.diagnose(checks);
-            return Err(StoreError::Conflict { what });
-        }
-        let revision = response.header().map_or(0, |h| h.revision());
-        for w in plan.writes.iter().filter(|w| w.guarded) {
-            if w.value.is_some() {
-                view.revs.insert(w.key.clone(), revision);
-            } else {
-                view.revs.remove(&w.key);
+        // A batch that lost only the race for the sequence counters (another writer appended
+        // events or transitions meanwhile; nothing else it depends on changed) is numbered again
+        // from the counters' new values and sent again: appending never needs a reload.
+        for _ in 0..=COUNTER_RETRIES {
+            if self.commit_once(&mut view, batch)? {
+                return Ok(());
             }
         }
-        for (vm, state) in plan.leases {
-            match state {
-                Some(place) => view.leases.insert(vm, place),
-                None => view.leases.remove(&vm),
-            };
-        }
-        for (key, holder) in plan.holders {
-            match holder {
-                Some(vm) => view.holders.insert(key, vm),
-                None => view.holders.remove(&key),
-            };
-        }
-        view.last_event += plan.events;
-        view.last_transition += plan.transitions;
-        Ok(())
+        Err(StoreError::Conflict {
+            what: format!(
+                "{} / {} (renumbered {COUNTER_RETRIES} times: too many concurrent appends)",
+                self.keys.meta(META_EVENTS),
+                self.keys.meta(META_TRANSITIONS)
+            ),
+        })
     }
 
     fn events(&self, after: u64, limit: usize) -> Result<Vec<(u64, VmEvent)>, StoreError> {

@@ -490,16 +490,16 @@ fn stale_shard_and_home_placements_conflict() {
 }
 
 #[test]
-fn stale_event_appends_conflict_and_seqs_stay_dense() {
+fn appends_from_stale_counters_are_renumbered_and_stay_dense() {
+    // Another writer appended meanwhile: a batch whose other keys are as this store read them
+    // is numbered again from the counters' new values, without a conflict or a reload.
     let etcd = Etcd::start();
     let a = connect(&etcd, "/cas4/");
     let b = connect(&etcd, "/cas4/");
     a.commit(&[Change::Event(event(1)), Change::Event(event(2))])
         .expect("a appends");
-    expect_conflict(
-        b.commit(&[Change::Event(event(3)), Change::PutLease(lease(3))]),
-        "/cas4/meta/events_seq",
-    );
+    b.commit(&[Change::Event(event(3)), Change::PutLease(lease(3))])
+        .expect("b's stale counter is renumbered");
     a.commit(&[Change::Transition(transition(
         1.0,
         "v4",
@@ -507,52 +507,51 @@ fn stale_event_appends_conflict_and_seqs_stay_dense() {
         ShardState::Active,
     ))])
     .expect("a appends a transition");
-    expect_conflict(
-        b.commit(&[Change::Transition(transition(
-            2.0,
-            "v4",
-            "10.0.0.0/26",
-            ShardState::Active,
-        ))]),
-        "/cas4/meta/transitions_seq",
-    );
-    b.load().expect("reload");
-    b.commit(&[Change::Event(event(3))])
-        .expect("after a reload");
+    b.commit(&[Change::Transition(transition(
+        2.0,
+        "v4",
+        "10.0.0.0/26",
+        ShardState::Active,
+    ))])
+    .expect("b's stale transition counter is renumbered");
     let seqs: Vec<(u64, String)> = a
         .events(0, 100)
         .expect("events")
         .into_iter()
         .map(|(s, e)| (s, e.vm_id))
         .collect();
+    assert_eq!(seqs, vec![(1, vm_id(1)), (2, vm_id(2)), (3, vm_id(3))]);
     assert_eq!(
-        seqs,
-        vec![(1, vm_id(1)), (2, vm_id(2)), (3, vm_id(3))],
-        "dense, nothing of the failed batch"
+        a.transitions(0, 10)
+            .expect("transitions")
+            .iter()
+            .map(|(s, _)| *s)
+            .collect::<Vec<_>>(),
+        [1, 2]
     );
-    assert_eq!(a.transitions(0, 10).expect("transitions").len(), 1);
+    // But a stale batch whose other keys changed still conflicts, naming them, and nothing of
+    // it is stored: b's view of vm-3's lease is current, a changes it, b's update conflicts.
+    a.load().expect("reload a");
+    a.commit(&[Change::PutLease(lease_at(&vm_id(3), "10.0.0.99"))])
+        .expect("a moves vm-3");
+    expect_conflict(
+        b.commit(&[Change::Event(event(4)), Change::PutLease(lease(3))]),
+        "leases",
+    );
+    assert_eq!(a.events(0, 100).expect("events").len(), 3, "nothing of it");
 
-    // Two stores, two threads each, appending with reload-and-retry on conflict.
+    // Two stores, two threads each, appending events with leases of their own: no conflicts,
+    // dense sequence numbers, every event exactly once.
     let c = connect(&etcd, "/cas4/");
     let d = connect(&etcd, "/cas4/");
-    let conflicts = AtomicUsize::new(0);
     std::thread::scope(|scope| {
         for (t, store) in [(0u64, &c), (1, &c), (2, &d), (3, &d)] {
-            let conflicts = &conflicts;
             scope.spawn(move || {
                 for i in 0..15u64 {
                     let id = 100 + t * 100 + i;
-                    loop {
-                        match store.commit(&[Change::Event(event(id)), Change::PutLease(lease(id))])
-                        {
-                            Ok(()) => break,
-                            Err(StoreError::Conflict { .. }) => {
-                                conflicts.fetch_add(1, Ordering::Relaxed);
-                                store.load().expect("reload");
-                            }
-                            Err(e) => panic!("{e}"),
-                        }
-                    }
+                    store
+                        .commit(&[Change::Event(event(id)), Change::PutLease(lease(id))])
+                        .unwrap_or_else(|e| panic!("{e}"));
                 }
             });
         }
@@ -561,17 +560,11 @@ fn stale_event_appends_conflict_and_seqs_stay_dense() {
     assert_eq!(
         events.iter().map(|(s, _)| *s).collect::<Vec<_>>(),
         (1..=63).collect::<Vec<u64>>(),
-        "dense after {} conflicts",
-        conflicts.load(Ordering::Relaxed)
     );
     let mut ids: Vec<String> = events[3..].iter().map(|(_, e)| e.vm_id.clone()).collect();
     ids.sort();
     ids.dedup();
     assert_eq!(ids.len(), 60, "every event exactly once");
-    assert!(
-        conflicts.load(Ordering::Relaxed) > 0,
-        "two stores appending at once do conflict"
-    );
 }
 
 #[test]
@@ -738,9 +731,16 @@ fn unavailable_etcd_fails_fast_and_the_store_recovers() {
     etcd.stop();
 
     let started = Instant::now();
-    let err = store
+    let mut err = store
         .commit(&[Change::PutLease(lease(2)), Change::Event(event(2))])
         .expect_err("etcd is down");
+    if err.to_string().contains("outcome of the commit is unknown") {
+        // The connection open before the kill took the request (broken pipe): its outcome is
+        // rightly unknown. The next attempt finds connections refused.
+        err = store
+            .commit(&[Change::PutLease(lease(2)), Change::Event(event(2))])
+            .expect_err("etcd is down");
+    }
     let took = started.elapsed();
     assert!(took < Duration::from_secs(10), "no hang: {took:?}");
     assert!(matches!(err, StoreError::Unavailable { .. }), "{err:?}");
