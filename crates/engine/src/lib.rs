@@ -446,7 +446,12 @@ impl<S: Store> Engine<S> {
         now: Time,
         op: impl FnOnce(&mut Ipam, Time) -> Result<T, CoreError>,
     ) -> Result<(Result<T, CoreError>, Ticket), EngineError> {
-        let mut st = self.usable()?;
+        // Never waits on the store (the caller may be an async task): a broken engine is
+        // refused at once, and the committer thread tries the reloads.
+        let mut st = self.lock();
+        if let Some(why) = &st.broken {
+            return Err(EngineError::Unavailable(why.clone()));
+        }
         let (result, ticket) = st.apply(Some(now), |ipam| op(ipam, now));
         let waiting = st.outcome(ticket, false).is_none();
         drop(st);

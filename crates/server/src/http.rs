@@ -63,6 +63,9 @@ impl FromRequestParts<Arc<App>> for Principal {
 }
 
 /// Runs `f` on the blocking pool: the engine waits for fsyncs.
+/// How long `/readyz` waits for the store before answering 503.
+const READINESS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
     tokio::task::spawn_blocking(f)
         .await
@@ -507,7 +510,17 @@ async fn healthz() -> Json<api::Health> {
 #[utoipa::path(get, path = "/readyz",
     responses((status = 200, body = api::Health), (status = 503, body = ErrorBody)))]
 async fn readyz(State(app): Shared) -> Result<Json<api::Health>> {
-    blocking(move || app.readiness()).await?;
+    // A store that does not answer (etcd without quorum retries for its timeouts) is not ready:
+    // say so within READINESS_TIMEOUT rather than when its retries run out.
+    match tokio::time::timeout(READINESS_TIMEOUT, blocking(move || app.readiness())).await {
+        Ok(ready) => ready?,
+        Err(_) => {
+            return Err(ServerError::Unavailable(format!(
+                "the store did not answer within {} s",
+                READINESS_TIMEOUT.as_secs()
+            )))
+        }
+    }
     Ok(Json(api::Health {
         status: "ok".into(),
     }))
