@@ -810,17 +810,12 @@ impl App {
     pub fn metrics_text(&self) -> Result<String> {
         let subs = self.engine.read(sub_gauges)?;
         let forecast = self.prefetcher().gauges();
-        let mut text = self
-            .metrics
-            .render(&subs, &forecast, self.readiness().is_ok());
-        text.push_str(
-            "# HELP cidrcast_leader 1 when this daemon runs the reconciler and the router deployer (always, alone on its store; the elected one, on a shared store).\n# TYPE cidrcast_leader gauge\n",
-        );
-        text.push_str(&format!(
-            "cidrcast_leader {}\n",
-            u8::from(self.leadership().is_leader())
-        ));
-        Ok(text)
+        Ok(self.metrics.render(
+            &subs,
+            &forecast,
+            self.readiness().is_ok(),
+            self.leadership().is_leader(),
+        ))
     }
 }
 

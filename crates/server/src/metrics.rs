@@ -156,7 +156,13 @@ impl Metrics {
     }
 
     /// The exposition text: the counters and histograms, then the gauges given.
-    pub fn render(&self, subs: &[SubGauges], forecast: &ForecastGauges, ready: bool) -> String {
+    pub fn render(
+        &self,
+        subs: &[SubGauges],
+        forecast: &ForecastGauges,
+        ready: bool,
+        leader: bool,
+    ) -> String {
         let m = self.lock();
         let mut out = String::with_capacity(4096);
         let o = &mut out;
@@ -317,6 +323,13 @@ impl Metrics {
             "1 when the daemon is ready to serve.",
         );
         sample(o, "cidrcast_ready", "", u8::from(ready));
+        family(
+            o,
+            "cidrcast_leader",
+            "gauge",
+            "1 when this daemon runs the reconciler and the router deployer (always, alone on its store; the elected one, on a shared store).",
+        );
+        sample(o, "cidrcast_leader", "", u8::from(leader));
         out
     }
 }
