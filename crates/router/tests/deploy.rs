@@ -48,6 +48,36 @@ fn fresh(
     (dir, path, r, text, v)
 }
 
+/// A router of `flavor` deploying to `daemon.conf` in a new directory, counting its reloads in
+/// another (`counter`), and its rendering over `ipam`.
+struct Counted {
+    dir: tempfile::TempDir,
+    _out: tempfile::TempDir,
+    path: PathBuf,
+    counter: PathBuf,
+    r: RouterSpec,
+    text: String,
+    v: Validator,
+}
+
+fn counted(flavor: Flavor, ipam: &Ipam) -> Counted {
+    let dir = tempfile::tempdir().unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let path = dir.path().join("daemon.conf");
+    let counter = out.path().join("reloads");
+    let r = router(flavor, Some(&path), Some(counting(&counter)));
+    let (text, v) = rendered(&r, ipam);
+    Counted {
+        dir,
+        _out: out,
+        path,
+        counter,
+        r,
+        text,
+        v,
+    }
+}
+
 /// The fixed state and the same state with one more reserved shard in `eu-r1`: two different
 /// renderings. Returns both states and the new shard's prefix.
 fn states() -> (Ipam, Ipam, IpNet) {
@@ -102,12 +132,15 @@ fn mode(path: &Path) -> u32 {
 fn apply_writes_the_file_and_a_second_apply_changes_nothing() {
     let ipam = common::state();
     for flavor in FLAVORS {
-        let dir = tempfile::tempdir().unwrap();
-        let out = tempfile::tempdir().unwrap();
-        let path = dir.path().join("daemon.conf");
-        let counter = out.path().join("reloads");
-        let r = router(flavor, Some(&path), Some(counting(&counter)));
-        let (text, v) = rendered(&r, &ipam);
+        let Counted {
+            dir,
+            _out,
+            path,
+            counter,
+            r,
+            text,
+            v,
+        } = counted(flavor, &ipam);
 
         assert_eq!(
             deployed(&r).unwrap(),
@@ -196,12 +229,15 @@ fn the_reload_command_sees_the_router_and_the_written_file() {
 fn an_invalid_configuration_is_refused_and_changes_nothing() {
     let ipam = common::state();
     for flavor in FLAVORS {
-        let dir = tempfile::tempdir().unwrap();
-        let out = tempfile::tempdir().unwrap();
-        let path = dir.path().join("daemon.conf");
-        let counter = out.path().join("reloads");
-        let r = router(flavor, Some(&path), Some(counting(&counter)));
-        let (text, v) = rendered(&r, &ipam);
+        let Counted {
+            dir,
+            _out,
+            path,
+            counter,
+            r,
+            text,
+            v,
+        } = counted(flavor, &ipam);
         let broken = format!("{text}this is not a configuration line\n");
 
         // Nothing deployed yet: refused, and no file appears.
