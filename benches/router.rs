@@ -14,10 +14,10 @@ use std::hint::black_box;
 use std::net::Ipv4Addr;
 
 use cidrcast_core::model::{
-    Flavor, Neighbor, PoolSpec, Reason, RouterSpec, RoutingPolicy, ShardRecord, SubdivisionSpec,
+    Flavor, Neighbor, PoolSpec, Reason, RouterSpec, RoutingPolicy, SubdivisionSpec,
 };
 use cidrcast_core::{Ipam, Settings};
-use cidrcast_router::{build, Format};
+use cidrcast_router::{Format, Inputs};
 use criterion::{criterion_group, criterion_main, Criterion};
 
 const ZONES: usize = 10;
@@ -89,39 +89,28 @@ fn router(subdivisions: Vec<String>, flavor: Flavor) -> RouterSpec {
 
 fn bench(c: &mut Criterion) {
     let ipam = state();
-    let records: Vec<ShardRecord> = ipam
-        .shards(None)
-        .unwrap()
-        .into_iter()
-        .map(|s| s.record)
-        .collect();
-    assert_eq!(records.len(), ZONES * RACKS_PER_ZONE * SHARDS_PER_RACK);
-    let (subs, pools) = (ipam.subdivision_specs(), ipam.pool_specs());
+    let inputs = Inputs::of(&ipam);
+    assert_eq!(
+        inputs.shards.len(),
+        ZONES * RACKS_PER_ZONE * SHARDS_PER_RACK
+    );
     let all: Vec<String> = (0..ZONES).map(|z| format!("zone-{z}")).collect();
 
     c.bench_function("router/snapshot", |b| {
-        b.iter(|| {
-            let v: Vec<ShardRecord> = black_box(&ipam)
-                .shards(None)
-                .unwrap()
-                .into_iter()
-                .map(|s| s.record)
-                .collect();
-            v
-        })
+        b.iter(|| Inputs::of(black_box(&ipam)))
     });
     let zone = router(vec!["zone-0".into()], Flavor::Frr);
     c.bench_function("router/intent/zone", |b| {
-        b.iter(|| build(black_box(&zone), &subs, &pools, &records).unwrap())
+        b.iter(|| inputs.intent(black_box(&zone)).unwrap())
     });
     let everything = router(all.clone(), Flavor::Frr);
     c.bench_function("router/intent/all", |b| {
-        b.iter(|| build(black_box(&everything), &subs, &pools, &records).unwrap())
+        b.iter(|| inputs.intent(black_box(&everything)).unwrap())
     });
-    let intent = build(&everything, &subs, &pools, &records).unwrap();
+    let intent = inputs.intent(&everything).unwrap();
     eprintln!(
         "router serving everything: {} shards -> {} announced prefixes",
-        records.len(),
+        inputs.shards.len(),
         intent.announcements.len()
     );
     for format in [Format::Frr, Format::Bird, Format::Json] {

@@ -37,9 +37,10 @@ struct RouterRow {
 
 pub fn list(ctx: &Ctx) -> Result<()> {
     let engine = ctx.engine()?;
+    let inputs = engine.read(cidrcast_router::Inputs::of)?;
     let mut rows = Vec::new();
     for r in engine.routers()? {
-        let intent = engine.read(|ipam| cidrcast_router::from_state(&r, ipam))??;
+        let intent = inputs.intent(&r)?;
         let deployed = match r.config_path {
             None => "no config_path",
             Some(_) => {

@@ -230,13 +230,37 @@ pub fn build<'a>(
     })
 }
 
+/// What intents are built from, copied out of an allocator state once (under the engine lock)
+/// for any number of routers.
+#[derive(Clone, Debug)]
+pub struct Inputs {
+    pub subdivisions: Vec<SubdivisionSpec>,
+    pub pools: Vec<PoolSpec>,
+    pub shards: Vec<ShardRecord>,
+}
+
+impl Inputs {
+    /// The subdivisions, pools and non-free shards of `ipam`.
+    pub fn of(ipam: &cidrcast_core::Ipam) -> Inputs {
+        Inputs {
+            subdivisions: ipam.subdivision_specs(),
+            pools: ipam.pool_specs(),
+            shards: ipam
+                .shards(None)
+                .expect("every shard")
+                .into_iter()
+                .map(|s| s.record)
+                .collect(),
+        }
+    }
+
+    /// The intent of `router` over these inputs.
+    pub fn intent(&self, router: &RouterSpec) -> Result<Intent, RouterError> {
+        build(router, &self.subdivisions, &self.pools, &self.shards)
+    }
+}
+
 /// The intent of `router` over an allocator state (its subdivisions, pools and shards).
 pub fn from_state(router: &RouterSpec, ipam: &cidrcast_core::Ipam) -> Result<Intent, RouterError> {
-    let shards = ipam.shards(None).expect("every shard");
-    build(
-        router,
-        &ipam.subdivision_specs(),
-        &ipam.pool_specs(),
-        shards.iter().map(|s| &s.record),
-    )
+    Inputs::of(ipam).intent(router)
 }

@@ -20,7 +20,7 @@ use cidrcast_core::model::Flavor;
 
 pub use deploy::{apply, apply_with_timeout, check_writable, deployed, diff, Applied, Validator};
 pub use error::RouterError;
-pub use intent::{build, from_state, Announcement, Class, Intent};
+pub use intent::{build, from_state, Announcement, Class, Inputs, Intent};
 
 /// Writes an [`Intent`] in one daemon's (or tool's) syntax.
 pub trait Renderer {

@@ -97,19 +97,11 @@ impl App {
             routers.iter().filter(|r| r.config_path.is_some()).collect();
         // One consistent view of the shard set for every router, copied under the engine lock;
         // intents are built and rendered outside it.
-        let (subs, pools, shards) = self.engine.read(|ipam| {
-            let shards: Vec<_> = ipam
-                .shards(None)
-                .expect("every shard")
-                .into_iter()
-                .map(|s| s.record)
-                .collect();
-            (ipam.subdivision_specs(), ipam.pool_specs(), shards)
-        })?;
+        let inputs = self.engine.read(cidrcast_router::Inputs::of)?;
         let rendered: Vec<_> = deployable
             .iter()
             .map(|r| {
-                let item = cidrcast_router::build(r, &subs, &pools, &shards).map(|i| {
+                let item = inputs.intent(r).map(|i| {
                     let n = i.announcements.len();
                     let (text, validator) = cidrcast_router::render_deployable(&i);
                     (text, validator, n)
