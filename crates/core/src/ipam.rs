@@ -217,6 +217,8 @@ struct Shard {
     reason: Reason,
     addrs: AddrSet,
     leases: u64,
+    /// The daemon allocating in this shard ([`ShardRecord::affinity`]).
+    affinity: Option<CompactString>,
 }
 
 /// Live shards at most (shard ids are 24 bits in a lease).
@@ -281,6 +283,8 @@ pub struct Ipam {
     counters: Counters,
     /// Where allocations start to look inside a shard (see [`Ipam::set_address_hint`]).
     address_hint: u64,
+    /// This daemon's node name on a shared store (see [`Ipam::set_node`]); `None`: alone.
+    node: Option<CompactString>,
 }
 
 fn invalid_sub(name: &str, message: impl Into<String>) -> CoreError {
@@ -329,6 +333,7 @@ impl Ipam {
             journaling: true,
             counters: Counters::default(),
             address_hint: 0,
+            node: None,
         }
     }
 
@@ -338,6 +343,86 @@ impl Ipam {
     /// same address from views a moment old. Not persisted.
     pub fn set_address_hint(&mut self, hint: u64) {
         self.address_hint = hint;
+    }
+
+    /// Makes this allocator one of several daemons sharing a store, named `node` (unique among
+    /// them): it then allocates only in shards with its affinity ([`ShardRecord::affinity`]).
+    /// An allocation takes a shard of its own with room; else adopts one without affinity
+    /// (active, then reserved), writing its name into the record; else claims a new one, with its
+    /// affinity. Shards with another daemon's affinity are left alone, and so are their cooling
+    /// addresses: their cooldowns end in this allocator's memory only (the owner writes it), so
+    /// that two daemons never write the same records. `None` (the default): alone on the store,
+    /// every shard is usable and affinity is never written. Not persisted.
+    pub fn set_node(&mut self, node: Option<&str>) {
+        self.node = node.map(CompactString::from);
+    }
+
+    /// Whether this allocator may allocate in (or write the cooling addresses of) shard `id`:
+    /// alone, or the shard has its affinity or none.
+    fn may_use(&self, id: ShardId) -> bool {
+        match (&self.node, &self.shard(id).affinity) {
+            (None, _) | (_, None) => true,
+            (Some(me), Some(owner)) => me == owner,
+        }
+    }
+
+    /// Whether shard `id` has this allocator's affinity (always, alone on the store).
+    fn owns(&self, id: ShardId) -> bool {
+        self.node.is_none() || self.shard(id).affinity == self.node
+    }
+
+    /// Gives shard `id` this allocator's affinity (a no-op alone on the store), journaling the
+    /// record. The shard must have no affinity or this one.
+    fn adopt(&mut self, id: ShardId) {
+        if self.node.is_none() || self.shard(id).affinity == self.node {
+            return;
+        }
+        let node = self.node.clone();
+        self.shard_mut(id).affinity = node;
+        if self.journaling {
+            let rec = self.shard_record(id);
+            self.journal.push(Change::PutShard(rec));
+        }
+    }
+
+    /// Gives shard `id` this allocator's affinity without journaling it: for a shard whose
+    /// record is journaled right after (a transition).
+    fn adopt_quietly(&mut self, id: ShardId) {
+        if self.node.is_some() {
+            let node = self.node.clone();
+            self.shard_mut(id).affinity = node;
+        }
+    }
+
+    /// The distinct daemons with affinity to some shard.
+    pub fn affinities(&self) -> std::collections::BTreeSet<String> {
+        self.shards
+            .iter()
+            .flatten()
+            .filter_map(|s| s.affinity.as_deref().map(str::to_string))
+            .collect()
+    }
+
+    /// Clears the affinity of every shard whose daemon is not `alive` (it stopped or lost its
+    /// store), so that the live daemons may adopt them; returns how many. The records are
+    /// journaled. Run by the one daemon that runs the reconciler.
+    pub fn clear_affinities(&mut self, alive: impl Fn(&str) -> bool) -> usize {
+        let mut cleared = 0;
+        for id in 0..self.shards.len() as ShardId {
+            let stale = self.shards[id as usize]
+                .as_ref()
+                .and_then(|s| s.affinity.as_deref())
+                .is_some_and(|a| !alive(a));
+            if stale {
+                self.shard_mut(id).affinity = None;
+                cleared += 1;
+                if self.journaling {
+                    let rec = self.shard_record(id);
+                    self.journal.push(Change::PutShard(rec));
+                }
+            }
+        }
+        cleared
     }
 
     /// The settings in force.
@@ -1077,6 +1162,7 @@ impl Ipam {
             borrowed: s.borrowed,
             since: s.since,
             reason: s.reason,
+            affinity: s.affinity.as_deref().map(str::to_string),
         }
     }
 
@@ -1188,6 +1274,7 @@ impl Ipam {
             reason,
             addrs,
             leases: 0,
+            affinity: None,
         });
         self.counters.shard_claims += 1;
         if borrowed {
@@ -1435,11 +1522,24 @@ impl Ipam {
         self.leases.swap_remove(idx)
     }
 
+    /// An active shard with room of the subdivision in the pool: the lowest; on a shared store
+    /// the lowest with this daemon's affinity, else the lowest without affinity.
     fn ready_shard(&self, sub: SubId, pool: PoolId) -> Option<ShardId> {
-        self.sub(sub)
-            .per_pool
-            .get(&pool)
-            .and_then(|sp| sp.with_room.first().map(|b| sp.shards[b]))
+        let sp = self.sub(sub).per_pool.get(&pool)?;
+        let mut room = sp.with_room.iter().map(|b| sp.shards[b]);
+        if self.node.is_none() {
+            return room.next();
+        }
+        let mut unowned = None;
+        for id in room {
+            if self.owns(id) {
+                return Some(id);
+            }
+            if unowned.is_none() && self.may_use(id) {
+                unowned = Some(id);
+            }
+        }
+        unowned
     }
 
     /// The pools a subdivision draws from, in order of preference: its list, or every pool by name.
@@ -1475,10 +1575,11 @@ impl Ipam {
                 sp.shards
                     .values()
                     .copied()
-                    .find(|&id| self.shard(id).state == ShardState::Reserved)
+                    .find(|&id| self.shard(id).state == ShardState::Reserved && self.may_use(id))
             })
         });
         if let Some(id) = reserved {
+            self.adopt_quietly(id);
             self.set_state(id, ShardState::Active, Reason::Miss, now);
             return Ok((id, AllocPath::ActivatedReserved));
         }
@@ -1487,6 +1588,7 @@ impl Ipam {
             let order = self.pool(p).shard_order;
             match self.claim_in(sub, p, order, Reason::Miss, now) {
                 Ok(id) => {
+                    self.adopt_quietly(id);
                     self.set_state(id, ShardState::Active, Reason::Miss, now);
                     return Ok((id, AllocPath::ClaimedShard));
                 }
@@ -1545,6 +1647,7 @@ impl Ipam {
                 }
             }
         };
+        self.adopt(shard);
         let hint = self.address_hint;
         let s = self.shard_mut(shard);
         let offset = s
@@ -1647,7 +1750,18 @@ impl Ipam {
                 match pool.cooling.front() {
                     Some(&(addr, until)) if until <= now => {
                         pool.cooling.pop_front();
-                        let shard = pool.shards.range(..=addr).next_back().map(|(_, &id)| id);
+                        let shard = pool
+                            .shards
+                            .range(..=addr)
+                            .next_back()
+                            .map(|(_, &id)| id)
+                            .filter(|&id| self.shard(id).block.contains_addr(addr));
+                        // Another daemon's shard: its owner writes the end of the cooldown (and
+                        // the shard's release); here it only ends in memory.
+                        let foreign = shard.is_some_and(|id| !self.may_use(id));
+                        let journaling = self.journaling;
+                        self.journaling = journaling && !foreign;
+                        let pool = self.pools[pid].as_ref().expect("live pool");
                         let (family, name) = (pool.family, pool.spec.name.clone());
                         self.record(|| Change::DeleteCooling {
                             pool: name,
@@ -1655,15 +1769,14 @@ impl Ipam {
                         });
                         if let Some(id) = shard {
                             let s = self.shard_mut(id);
-                            if s.block.contains_addr(addr) {
-                                s.addrs.remove((addr - s.block.base) as u64);
-                                if s.state == ShardState::Draining && s.addrs.used() == 0 {
-                                    self.free_shard(id, Reason::Reclaim, now);
-                                } else {
-                                    self.refresh_room(id);
-                                }
+                            s.addrs.remove((addr - s.block.base) as u64);
+                            if s.state == ShardState::Draining && s.addrs.used() == 0 {
+                                self.free_shard(id, Reason::Reclaim, now);
+                            } else {
+                                self.refresh_room(id);
                             }
                         }
+                        self.journaling = journaling;
                     }
                     _ => break,
                 }
@@ -2031,6 +2144,7 @@ impl Ipam {
                 reason: r.reason,
                 addrs,
                 leases: 0,
+                affinity: r.affinity.as_deref().map(CompactString::from),
             });
             ipam.refresh_room(id);
         }

@@ -198,6 +198,11 @@ pub struct ShardRecord {
     pub since: Time,
     /// Reason of the last transition.
     pub reason: Reason,
+    /// Shard affinity on a shared store: the daemon (node name) that allocates in this shard,
+    /// alone, so that daemons never contend for the same addresses (like a Calico block's host
+    /// affinity). `None`: any daemon may adopt it; always `None` for a daemon alone on its store.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub affinity: Option<String>,
 }
 
 /// One recorded shard transition (`from`/`to` `None` = free).

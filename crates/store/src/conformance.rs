@@ -98,6 +98,7 @@ pub fn shard(pool: &str, prefix: &str, subdivision: &str, state: ShardState) -> 
         borrowed: false,
         since: 1.0,
         reason: Reason::Forecast,
+        affinity: None,
     }
 }
 
@@ -327,6 +328,7 @@ pub fn put_overwrite_delete<S: Store>(store: &S) {
         since: 99.25,
         reason: Reason::Reclaim,
         borrowed: true,
+        affinity: Some("node a/127.0.0.1:8470".to_string()),
         ..sh1.clone()
     };
     let l1b = LeaseRecord {
