@@ -90,11 +90,16 @@ struct State {
     /// Whether the last failed commit was a conflict with another writer ([`EngineError::Conflict`]).
     last_failure_conflict: bool,
     committing: bool,
+    /// A [`Engine::reload_now`] is under way: [`Engine::submit_at`] refuses (retry), synchronous
+    /// callers wait.
+    gated: bool,
+    /// When the last [`Engine::reload_now`] ran.
+    last_forced_reload: Option<std::time::Instant>,
     broken: Option<String>,
     /// When the last reload of a broken engine was tried.
     last_recovery: Option<std::time::Instant>,
-    /// Kept across reloads: see [`Engine::set_address_hint`].
-    address_hint: u64,
+    /// Kept across reloads: see [`Engine::set_shared`].
+    local: Local,
     commits: u64,
 }
 
@@ -160,6 +165,21 @@ impl State {
     }
 }
 
+/// What is particular to this daemon among several sharing a store ([`Engine::set_shared`]);
+/// not persisted, applied to every state loaded.
+#[derive(Clone, Debug, Default)]
+struct Local {
+    hint: u64,
+    node: Option<String>,
+}
+
+impl Local {
+    fn apply(&self, ipam: &mut Ipam) {
+        ipam.set_address_hint(self.hint);
+        ipam.set_node(self.node.as_deref());
+    }
+}
+
 /// What an [`Engine::submit_at`] caller waits for: its changes (and what it saw) being durable.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Ticket {
@@ -205,9 +225,11 @@ impl<S: Store> Engine<S> {
                 last_failure: String::new(),
                 last_failure_conflict: false,
                 committing: false,
+                gated: false,
+                last_forced_reload: None,
                 broken: None,
                 last_recovery: None,
-                address_hint: 0,
+                local: Local::default(),
                 commits: 0,
             }),
             done: Condvar::new(),
@@ -274,7 +296,10 @@ impl<S: Store> Engine<S> {
     /// could not be reloaded): then the reload is tried again (at most every
     /// [`RECOVERY_INTERVAL`]), and the engine serves again once it succeeds.
     fn usable(&self) -> Result<MutexGuard<'_, State>, EngineError> {
-        let st = self.lock();
+        let mut st = self.lock();
+        while st.gated {
+            st = self.done.wait(st).unwrap_or_else(|p| p.into_inner());
+        }
         let st = self.try_recover(st);
         match &st.broken {
             Some(why) => Err(EngineError::Unavailable(why.clone())),
@@ -296,9 +321,9 @@ impl<S: Store> Engine<S> {
             return st;
         }
         st.last_recovery = Some(std::time::Instant::now());
-        let (settings, hint, epoch) = (st.ipam.settings(), st.address_hint, st.epoch);
+        let (settings, local, epoch) = (st.ipam.settings(), st.local.clone(), st.epoch);
         drop(st);
-        let loaded = self.load_state(settings, hint);
+        let loaded = self.load_state(settings, &local);
         let mut st = self.lock();
         // Another caller may have recovered (or a commit failed again) meanwhile.
         if st.broken.is_some() && st.epoch == epoch {
@@ -314,29 +339,96 @@ impl<S: Store> Engine<S> {
         st
     }
 
-    /// The state the store holds: allocator (with `hint`) and catalog.
-    fn load_state(&self, settings: Settings, hint: u64) -> Result<(Ipam, Catalog), String> {
+    /// The state the store holds: allocator (with this daemon's `local` settings) and catalog.
+    fn load_state(&self, settings: Settings, local: &Local) -> Result<(Ipam, Catalog), String> {
         let snap = self.store.load().map_err(|e| e.to_string())?;
         let mut ipam = Ipam::from_snapshot(settings, &snap).map_err(|e| e.to_string())?;
-        ipam.set_address_hint(hint);
+        local.apply(&mut ipam);
         let catalog = Catalog::load(&self.store).map_err(|e| e.to_string())?;
         Ok((ipam, catalog))
     }
 
     /// Replaces the in-memory state (allocator and catalog) with what the store holds.
     fn reload_into(&self, st: &mut State) -> Result<(), String> {
-        let (ipam, catalog) = self.load_state(st.ipam.settings(), st.address_hint)?;
+        let (ipam, catalog) = self.load_state(st.ipam.settings(), &st.local.clone())?;
         st.ipam = ipam;
         st.catalog = catalog;
         Ok(())
     }
 
-    /// Where allocations start to look inside a shard ([`Ipam::set_address_hint`]), kept across
-    /// reloads: each daemon of a shared store takes its own.
-    pub fn set_address_hint(&self, hint: u64) {
+    /// Makes this engine one of several daemons sharing the store: `node` is its name (unique
+    /// among them; [`Ipam::set_node`]: it allocates only in shards with its affinity) and `hint`
+    /// where its allocations start to look inside a shard ([`Ipam::set_address_hint`]). Kept
+    /// across reloads.
+    pub fn set_shared(&self, node: &str, hint: u64) {
         let mut st = self.lock();
-        st.address_hint = hint;
-        st.ipam.set_address_hint(hint);
+        st.local = Local {
+            hint,
+            node: Some(node.to_string()),
+        };
+        let local = st.local.clone();
+        local.apply(&mut st.ipam);
+    }
+
+    /// [`Engine::reload`], unless changes are pending or being committed: then it returns
+    /// `Ok(false)` at once, without reading the store (under steady load a reload would not be
+    /// installed anyway, see [`Engine::reload`]). `Ok(true)`: the store was read.
+    pub fn reload_if_idle(&self) -> Result<bool, EngineError> {
+        {
+            let st = self.usable()?;
+            if st.committing || !st.pending.is_empty() {
+                return Ok(false);
+            }
+        }
+        self.reload().map(|()| true)
+    }
+
+    /// Reloads the state from the store even under load, at most once per `min_interval`
+    /// (`Ok(false)`: skipped, one ran less than that ago): new operations are held back
+    /// ([`Engine::submit_at`] refuses them with [`EngineError::Conflict`], so that async callers
+    /// retry; synchronous callers wait) while what is pending commits, the store is read and the
+    /// state replaced. For what only another daemon's commits can explain (a lease this daemon
+    /// does not know); it delays every operation of this daemon by one read of the store.
+    pub fn reload_now(&self, min_interval: std::time::Duration) -> Result<bool, EngineError> {
+        let mut st = self.usable()?;
+        if st
+            .last_forced_reload
+            .is_some_and(|t| t.elapsed() < min_interval)
+        {
+            return Ok(false);
+        }
+        st.last_forced_reload = Some(std::time::Instant::now());
+        st.gated = true;
+        loop {
+            if st.committing {
+                st = self.done.wait(st).unwrap_or_else(|p| p.into_inner());
+            } else if !st.pending.is_empty() {
+                st = self.lead_commit(st);
+            } else {
+                break;
+            }
+        }
+        let result = match st.broken.clone() {
+            Some(why) => Err(EngineError::Unavailable(why)),
+            None => {
+                // Nothing can change the state while gated: read without the lock.
+                let (settings, local) = (st.ipam.settings(), st.local.clone());
+                drop(st);
+                let loaded = self.load_state(settings, &local);
+                st = self.lock();
+                loaded
+                    .map(|(ipam, catalog)| {
+                        st.ipam = ipam;
+                        st.catalog = catalog;
+                        true
+                    })
+                    .map_err(EngineError::Unavailable)
+            }
+        };
+        st.gated = false;
+        drop(st);
+        self.done.notify_all();
+        result
     }
 
     /// Reloads the state from the store, to see what other writers of a shared store (other
@@ -362,9 +454,9 @@ impl<S: Store> Engine<S> {
         // its timeouts); install what was read only if nothing happened meanwhile, else keep the
         // state (the next reload catches up).
         let mark = (st.appended, st.epoch);
-        let (settings, hint) = (st.ipam.settings(), st.address_hint);
+        let (settings, local) = (st.ipam.settings(), st.local.clone());
         drop(st);
-        let loaded = self.load_state(settings, hint);
+        let loaded = self.load_state(settings, &local);
         let mut st = self.lock();
         let (ipam, catalog) = loaded.map_err(EngineError::Unavailable)?;
         if (st.appended, st.epoch) == mark && !st.committing && st.pending.is_empty() {
@@ -451,6 +543,11 @@ impl<S: Store> Engine<S> {
         let mut st = self.lock();
         if let Some(why) = &st.broken {
             return Err(EngineError::Unavailable(why.clone()));
+        }
+        if st.gated {
+            return Err(EngineError::Conflict(
+                "this daemon is reloading its view of the shared store".to_string(),
+            ));
         }
         let (result, ticket) = st.apply(Some(now), |ipam| op(ipam, now));
         let waiting = st.outcome(ticket, false).is_none();

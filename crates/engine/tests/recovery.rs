@@ -250,3 +250,113 @@ fn reload_under_load_loses_nothing_in_flight() {
     assert_eq!(store.inner.counts().unwrap().leases, 1200);
     assert_eq!(e.read(|ipam| ipam.lease_count()).unwrap(), 1200);
 }
+
+#[test]
+fn reload_now_commits_what_is_pending_then_installs_the_store_view() {
+    let shared = Arc::new(MemoryStore::new());
+    let mk = || Flaky {
+        inner: shared.clone(),
+        down: Arc::new(AtomicBool::new(false)),
+    };
+    let a = engine(&mk());
+    // Another writer, in a pool and subdivision of its own (a MemoryStore has no
+    // compare-and-swap, so the two must not place shards in the same space).
+    let b = Engine::open(mk(), Settings::default()).unwrap();
+    b.ensure_config(
+        &[
+            PoolSpec::new("v4", "10.0.0.0/16".parse().unwrap(), 26),
+            PoolSpec::new("v6", "fd00::/48".parse().unwrap(), 64),
+        ],
+        &[SubdivisionSpec::new("a"), {
+            let mut s = SubdivisionSpec::new("b");
+            s.pools = vec!["v6".to_string()];
+            s
+        }],
+    )
+    .unwrap();
+    a.reload().unwrap();
+    b.execute(|ipam, now| ipam.allocate("b", "vm-from-b", None, None, now))
+        .unwrap();
+    // a applies an allocation in memory, not yet committed (no committer runs).
+    let (r, ticket) = a
+        .submit_at(cidrcast_engine::unix_now(), |ipam, now| {
+            ipam.allocate("a", "vm-from-a", None, None, now)
+        })
+        .unwrap();
+    r.unwrap();
+    assert!(a.ticket_status(ticket).is_none(), "pending");
+    assert!(!a.reload_if_idle().unwrap(), "busy: not even read");
+
+    assert!(a.reload_now(Duration::ZERO).unwrap());
+    a.ticket_status(ticket)
+        .expect("committed by the reload")
+        .unwrap();
+    for vm in ["vm-from-a", "vm-from-b"] {
+        assert!(a.read(|ipam| ipam.lease(vm)).unwrap().is_some(), "{vm}");
+    }
+    assert_eq!(shared.counts().unwrap().leases, 2);
+    // At most once per interval.
+    assert!(!a.reload_now(Duration::from_secs(3600)).unwrap());
+    assert!(a.reload_if_idle().unwrap());
+}
+
+#[test]
+fn reload_now_under_load_holds_operations_back_and_loses_nothing() {
+    let (store, e, stop, committer) = with_committer();
+    let reloader = {
+        let (e, stop) = (e.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut n = 0;
+            while !stop.load(Ordering::SeqCst) {
+                if e.reload_now(Duration::ZERO).unwrap() {
+                    n += 1;
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            n
+        })
+    };
+    let held_back = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let workers: Vec<_> = (0..4)
+        .map(|t| {
+            let (e, held_back) = (e.clone(), held_back.clone());
+            std::thread::spawn(move || {
+                for i in 0..300 {
+                    let vm = format!("t{t}-{i}");
+                    let ticket = loop {
+                        match e.submit_at(cidrcast_engine::unix_now(), |ipam, now| {
+                            ipam.allocate("a", &vm, None, None, now)
+                        }) {
+                            Ok((r, ticket)) => {
+                                r.unwrap();
+                                break ticket;
+                            }
+                            Err(EngineError::Conflict(_)) => {
+                                held_back.fetch_add(1, Ordering::SeqCst);
+                                std::thread::yield_now();
+                            }
+                            Err(other) => panic!("{other}"),
+                        }
+                    };
+                    while e.ticket_status(ticket).is_none() {
+                        std::thread::yield_now();
+                    }
+                    e.ticket_status(ticket).unwrap().unwrap();
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.join().unwrap();
+    }
+    stop.store(true, Ordering::SeqCst);
+    let reloads = reloader.join().unwrap();
+    committer.join().unwrap();
+    assert!(reloads > 0, "no forced reload ran ({reloads})");
+    assert!(
+        held_back.load(Ordering::SeqCst) > 0,
+        "no operation met a reload under way"
+    );
+    assert_eq!(store.inner.counts().unwrap().leases, 1200);
+    assert_eq!(e.read(|ipam| ipam.lease_count()).unwrap(), 1200);
+}
