@@ -19,8 +19,15 @@ pub struct EtcdElection {
     /// Until when this daemon's lease is surely alive (last renewal + ttl, by the local clock).
     valid_until: Mutex<Option<Instant>>,
     current: Mutex<String>,
+    /// The campaigners' ids (every live daemon), and when they were read.
+    live: Mutex<Option<(Instant, Vec<String>)>>,
     id: String,
 }
+
+/// How often the leader and the live daemons are read.
+const WATCH_INTERVAL: Duration = Duration::from_secs(3);
+/// A list of live daemons older than this is not trusted.
+const LIVE_MAX_AGE: Duration = Duration::from_secs(10);
 
 impl Leadership for EtcdElection {
     fn is_leader(&self) -> bool {
@@ -33,6 +40,12 @@ impl Leadership for EtcdElection {
     }
     fn shared(&self) -> bool {
         true
+    }
+    fn live_nodes(&self) -> Option<Vec<String>> {
+        let live = self.live.lock().unwrap_or_else(|p| p.into_inner());
+        live.as_ref()
+            .filter(|(at, _)| at.elapsed() < LIVE_MAX_AGE)
+            .map(|(_, ids)| ids.clone())
     }
     fn describe(&self) -> String {
         if self.is_leader() {
@@ -61,6 +74,7 @@ impl EtcdElection {
             leader: AtomicBool::new(false),
             valid_until: Mutex::new(None),
             current: Mutex::new("unknown".to_string()),
+            live: Mutex::new(None),
             id,
         });
         let name = format!("{prefix}election/reconciler");
@@ -155,9 +169,12 @@ async fn term(
     result
 }
 
-/// Who leads now (for followers' `describe`), refreshed every few seconds.
+/// Who leads now (for followers' `describe`) and which daemons are alive (every campaigner holds
+/// a key `{name}/{lease}` with its id as value while its lease lives), refreshed every
+/// [`WATCH_INTERVAL`].
 pub async fn watch_leader(e: Arc<EtcdElection>, mut client: Client, prefix: String) {
     let name = format!("{prefix}election/reconciler");
+    let campaigners = format!("{name}/");
     loop {
         if let Ok(r) = client.leader(name.clone()).await {
             if let Some(kv) = r.kv() {
@@ -165,6 +182,20 @@ pub async fn watch_leader(e: Arc<EtcdElection>, mut client: Client, prefix: Stri
                     kv.value_str().unwrap_or("?").to_string();
             }
         }
-        tokio::time::sleep(Duration::from_secs(3)).await;
+        let read = client
+            .get(
+                campaigners.clone(),
+                Some(etcd_client::GetOptions::new().with_prefix()),
+            )
+            .await;
+        if let Ok(r) = read {
+            let ids = r
+                .kvs()
+                .iter()
+                .filter_map(|kv| kv.value_str().ok().map(str::to_string))
+                .collect();
+            *e.live.lock().unwrap_or_else(|p| p.into_inner()) = Some((Instant::now(), ids));
+        }
+        tokio::time::sleep(WATCH_INTERVAL).await;
     }
 }

@@ -266,6 +266,38 @@ fn listed(c: &Client) -> BTreeMap<String, String> {
     daemon::listed_allocations(c)
 }
 
+/// Every shard a daemon lists: prefix → affinity (`None`: none).
+fn affinities(c: &Client) -> BTreeMap<String, Option<String>> {
+    let shards = c.expect("GET", "/v1/shards", None, 200);
+    shards
+        .as_array()
+        .expect("a list of shards")
+        .iter()
+        .map(|s| {
+            (
+                s["prefix"].as_str().unwrap().to_string(),
+                s["affinity"].as_str().map(str::to_string),
+            )
+        })
+        .collect()
+}
+
+/// The shard of every allocation a daemon lists: vm → shard.
+fn shards_of_leases(c: &Client) -> BTreeMap<String, String> {
+    let list = c.expect("GET", "/v1/allocations?limit=100000", None, 200);
+    list["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|l| {
+            (
+                l["vm_id"].as_str().unwrap().to_string(),
+                l["shard"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
 /// No address is held by two leases.
 fn assert_unique_addresses(leases: &BTreeMap<String, String>, what: &str) {
     let mut by_addr: BTreeMap<&str, &str> = BTreeMap::new();
@@ -399,6 +431,51 @@ fn three_daemons_never_lease_an_address_twice() {
             }
         }
     }
+    // Shard affinity: the leases allocated through one daemon (client thread t used daemon
+    // t % 3) lie in shards of that daemon's alone, each shard with the daemon's affinity.
+    let shard_of = shards_of_leases(&clients[0]);
+    let affinity = affinities(&clients[0]);
+    let mut daemon_of_shard: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut affinity_of_daemon: BTreeMap<usize, &str> = BTreeMap::new();
+    for (vm, shard) in &shard_of {
+        let t: usize = vm[1..vm.find('-').unwrap()].parse().unwrap();
+        let d = t % 3;
+        let previous = daemon_of_shard.insert(shard, d);
+        assert!(
+            previous.is_none_or(|p| p == d),
+            "shard {shard} holds leases of daemons {} and {}",
+            previous.unwrap() + 1,
+            d + 1
+        );
+        let owner = affinity[shard]
+            .as_deref()
+            .unwrap_or_else(|| panic!("shard {shard} holding {vm} has no affinity"));
+        let known = affinity_of_daemon.insert(d, owner);
+        assert!(
+            known.is_none_or(|k| k == owner),
+            "daemon {}'s leases lie in shards of {owner} and {}",
+            d + 1,
+            known.unwrap()
+        );
+    }
+    let owners: BTreeSet<&str> = affinity_of_daemon.values().copied().collect();
+    assert_eq!(
+        owners.len(),
+        3,
+        "three daemons, three affinities: {owners:?}"
+    );
+
+    // A lease made through one daemon is released through another at once, before any
+    // periodic refresh: the unknown lease makes that daemon reload its view.
+    let (s, v) = allocate(&clients[0], "cross-daemon", "zone-a");
+    assert_eq!(s, 201, "{v}");
+    let address = v["address"].clone();
+    let (s, v) = clients[1].req("DELETE", "/v1/allocations/cross-daemon", None);
+    assert_eq!(s, 200, "release through another daemon: {v}");
+    assert_eq!(v["address"], address);
+    let (s, v) = clients[2].req("DELETE", "/v1/allocations/cross-daemon", None);
+    assert_eq!(s, 404, "released twice: {v}");
+
     let refs: Vec<&Client> = clients.iter().collect();
     let leader = one_leader(&refs, Duration::from_secs(10));
     eprintln!(
@@ -417,7 +494,17 @@ fn the_leader_is_replaced_within_the_bound() {
     let clients: Vec<Client> = ds.daemons.iter().map(|d| d.client(None)).collect();
     let refs: Vec<&Client> = clients.iter().collect();
     let leader = one_leader(&refs, Duration::from_secs(15));
-    // Let it lead a little (a reconciler run or two).
+    // Let it lead a little (a reconciler run or two), and hold a shard of zone-b.
+    let mut orphan = None;
+    for i in 0..3 {
+        let (s, v) = allocate(&clients[leader], &format!("leader-{i}"), "zone-b");
+        assert_eq!(s, 201, "{v}");
+        orphan = Some(v["shard"].as_str().unwrap().to_string());
+    }
+    let orphan = orphan.unwrap();
+    let owner = affinities(&clients[leader])[&orphan]
+        .clone()
+        .expect("the leader's shard has its affinity");
     std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(one_leader(&refs, Duration::from_secs(1)), leader);
 
@@ -439,7 +526,30 @@ fn the_leader_is_replaced_within_the_bound() {
     std::thread::sleep(Duration::from_millis(1000));
     assert_eq!(one_leader(&survivors, Duration::from_secs(1)), next);
 
-    // The survivors serve.
+    // The new leader clears the dead daemon's affinity (after 2 ttls missing, checked before
+    // each reconciler run, on a list of live daemons read every 3 s).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let now = affinities(survivors[next]);
+        if now
+            .get(&orphan)
+            .is_some_and(|a| a.as_deref() != Some(owner.as_str()))
+        {
+            eprintln!(
+                "leader takeover: {orphan}'s affinity to the dead daemon cleared {:.1} s after the kill",
+                killed.elapsed().as_secs_f64()
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{orphan} still has the dead daemon's affinity ({owner}) 20 s after the kill"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+
+    // The survivors serve, and adopt the orphaned shard (it has room; they hold none in zone-b).
+    let mut adopted = false;
     let mut addresses = BTreeSet::new();
     for (k, c) in survivors.iter().enumerate() {
         for i in 0..5 {
@@ -447,8 +557,10 @@ fn the_leader_is_replaced_within_the_bound() {
             let (s, v) = allocate(c, &vm, "zone-b");
             assert_eq!(s, 201, "allocate {vm} after the takeover: {v}");
             assert!(addresses.insert(v["address"].as_str().unwrap().to_string()));
+            adopted |= v["shard"].as_str() == Some(orphan.as_str());
         }
     }
+    assert!(adopted, "no survivor adopted the orphaned shard {orphan}");
     eprintln!(
         "leader takeover: test took {:.1} s",
         start.elapsed().as_secs_f64()

@@ -115,12 +115,13 @@ fn elect(
         .map(|h| h.trim().to_string())
         .unwrap_or_else(|_| "host".to_string());
     let id = format!("{host}/{addr}/{}", std::process::id());
-    // Each daemon starts looking for free addresses at its own place in a shard (FNV-1a of its
-    // id), so that daemons with views a moment old rarely pick the same one.
+    // Each daemon allocates only in shards with its affinity (named by its id), and starts
+    // looking for free addresses at its own place in a shard (FNV-1a of its id), so that an
+    // adopted shard's addresses rarely collide with those of a daemon a moment before.
     let hint = id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
     });
-    app.engine.set_address_hint(hint | 1);
+    app.engine.set_shared(&id, hint | 1);
     let ttl = std::time::Duration::from_secs_f64(config.server.leader_ttl_s);
     let election =
         crate::election::EtcdElection::start(runtime, client.clone(), &opts.prefix, id, ttl);

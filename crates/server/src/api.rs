@@ -97,6 +97,10 @@ pub struct Shard {
     pub reason: String,
     pub leases: u64,
     pub usable: u64,
+    /// Daemons sharing a store (etcd): the one that allocates in this shard; absent when any
+    /// daemon may adopt it, and always for a daemon alone on its store.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub affinity: Option<String>,
 }
 
 /// Filters of `GET /v1/shards`.

@@ -11,7 +11,7 @@ use cidrcast_config::{
 };
 use cidrcast_core::model::{EventKind, LeaseRecord, Reason, ShardState, VmEvent};
 use cidrcast_core::{AllocPath, CoreError, Ipam};
-use cidrcast_engine::{Engine, Ticket};
+use cidrcast_engine::{Engine, EngineError, Ticket};
 use cidrcast_store::Store;
 use cidrcast_trace::{ReadOptions, TraceReader};
 use ipnet::IpNet;
@@ -31,6 +31,10 @@ const IMPORT_BATCH: usize = 50_000;
 /// Most allocations one list request returns.
 const MAX_LIST: usize = 100_000;
 
+/// Most one forced reload of a daemon's view of a shared store per this interval (see
+/// [`App::release_async`]): unknown VM ids cannot make a daemon reload all the time.
+pub const FORCED_RELOAD_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// How many times an operation is tried when its commit conflicts with another daemon's.
 pub const CONFLICT_ATTEMPTS: u32 = 8;
 
@@ -47,6 +51,7 @@ where
         match op().await {
             Err(ServerError::Engine(cidrcast_engine::EngineError::Conflict(why))) => {
                 attempt += 1;
+                tracing::debug!(attempt, "retrying after a conflict: {why}");
                 if attempt >= CONFLICT_ATTEMPTS {
                     return Err(ServerError::Unavailable(format!(
                         "gave up after {attempt} attempts that each conflicted with another \
@@ -78,6 +83,9 @@ pub struct App {
     stopping: AtomicBool,
     /// Serialises history imports (their order is the history's order).
     import: Mutex<()>,
+    /// Daemons with shard affinity that are missing from the live ones, since when (see
+    /// [`App::clear_stale_affinities`]).
+    pub(crate) missing_nodes: Mutex<std::collections::BTreeMap<String, std::time::Instant>>,
     /// Bumped after every store commit: wakes requests waiting for their changes to be durable.
     committed: Arc<tokio::sync::watch::Sender<u64>>,
 }
@@ -110,6 +118,7 @@ impl App {
             ready: AtomicBool::new(false),
             stopping: AtomicBool::new(false),
             import: Mutex::new(()),
+            missing_nodes: Mutex::default(),
         }
     }
 
@@ -227,8 +236,36 @@ impl App {
     }
 
     /// [`App::release`] without blocking a thread.
-    pub async fn release_async(&self, p: &Principal, vm_id: &str) -> Result<api::Released> {
-        retry_conflicts(|| self.release_once(p, vm_id)).await
+    pub async fn release_async(
+        self: &Arc<Self>,
+        p: &Principal,
+        vm_id: &str,
+    ) -> Result<api::Released> {
+        match retry_conflicts(|| self.release_once(p, vm_id)).await {
+            Err(ServerError::Engine(EngineError::Core(CoreError::UnknownLease(_))))
+                if self.reload_shared_view().await? =>
+            {
+                retry_conflicts(|| self.release_once(p, vm_id)).await
+            }
+            other => other,
+        }
+    }
+
+    /// On a shared store, a lease this daemon does not know may have been made through another
+    /// daemon since its view was loaded: reloads the view now ([`Engine::reload_now`], at most
+    /// once per [`FORCED_RELOAD_INTERVAL`]). `Ok(true)`: reloaded, look again.
+    async fn reload_shared_view(self: &Arc<Self>) -> Result<bool> {
+        if !self.leadership().shared() {
+            return Ok(false);
+        }
+        let app = self.clone();
+        let reloaded =
+            tokio::task::spawn_blocking(move || app.engine.reload_now(FORCED_RELOAD_INTERVAL))
+                .await
+                .map_err(|e| {
+                    ServerError::Internal(format!("reloading the view panicked: {e}"))
+                })??;
+        Ok(reloaded)
     }
 
     async fn release_once(&self, p: &Principal, vm_id: &str) -> Result<api::Released> {
@@ -905,6 +942,7 @@ fn shard_view(s: cidrcast_core::ShardInfo) -> api::Shard {
         reason: s.record.reason.as_str().to_string(),
         leases: s.leases,
         usable: u64::try_from(s.usable).unwrap_or(u64::MAX),
+        affinity: s.record.affinity,
     }
 }
 

@@ -11,6 +11,11 @@ pub trait Leadership: Send + Sync {
     fn shared(&self) -> bool;
     /// For logs and `/readyz`: e.g. `leader`, `follower (leader: daemon-2)`.
     fn describe(&self) -> String;
+    /// On a shared store, the node names of the daemons alive now (those holding their etcd
+    /// lease), as read a few seconds ago at most; `None` when unknown (or alone).
+    fn live_nodes(&self) -> Option<Vec<String>> {
+        None
+    }
 }
 
 /// A daemon alone on its store: always the leader.
@@ -25,5 +30,51 @@ impl Leadership for Solo {
     }
     fn describe(&self) -> String {
         "alone on its store".to_string()
+    }
+}
+
+/// How long a daemon must have been missing from [`Leadership::live_nodes`] before the leader
+/// clears its shard affinity, in units of the leader lease's ttl: a daemon that only renewed its
+/// lease late, or is restarting its campaign, keeps its shards.
+pub const AFFINITY_GRACE_TTLS: f64 = 2.0;
+
+impl crate::App {
+    /// On a shared store, run by the leader before each reconciler run: clears the shard affinity
+    /// of every daemon missing from the live ones for longer than [`AFFINITY_GRACE_TTLS`] lease
+    /// ttls, so that the live daemons adopt its shards (their free addresses, and its cooling
+    /// addresses that nobody would otherwise end). Returns how many shards it cleared.
+    pub fn clear_stale_affinities(&self) -> Result<usize, crate::error::ServerError> {
+        let Some(live) = self.leadership().live_nodes() else {
+            return Ok(0);
+        };
+        let live: std::collections::BTreeSet<String> = live.into_iter().collect();
+        let owners = self.engine.read(|ipam| ipam.affinities())?;
+        let grace =
+            std::time::Duration::from_secs_f64(self.settings.leader_ttl_s * AFFINITY_GRACE_TTLS);
+        let now = std::time::Instant::now();
+        let gone: std::collections::BTreeSet<String> = {
+            let mut missing = self.missing_nodes.lock().unwrap_or_else(|p| p.into_inner());
+            missing.retain(|node, _| owners.contains(node) && !live.contains(node));
+            for node in owners.difference(&live) {
+                missing.entry(node.clone()).or_insert(now);
+            }
+            missing
+                .iter()
+                .filter(|(_, since)| now.duration_since(**since) >= grace)
+                .map(|(node, _)| node.clone())
+                .collect()
+        };
+        if gone.is_empty() {
+            return Ok(0);
+        }
+        let cleared = self
+            .engine
+            .execute(|ipam, _| Ok(ipam.clear_affinities(|node| !gone.contains(node))))?;
+        tracing::info!(
+            shards = cleared,
+            daemons = ?gone,
+            "cleared the shard affinity of daemons that are gone"
+        );
+        Ok(cleared)
     }
 }

@@ -147,6 +147,7 @@ async fn reconcile_loop(app: Arc<App>, mut stop: tokio::sync::watch::Receiver<bo
             // On a shared store, plan on what every daemon committed.
             if a.leadership().shared() {
                 a.engine.reload()?;
+                a.clear_stale_affinities()?;
             }
             a.reconcile()
         })
@@ -195,8 +196,11 @@ async fn router_loop(app: Arc<App>, mut stop: tokio::sync::watch::Receiver<bool>
 /// How often a daemon on a shared store reloads its view to see other daemons' commits.
 pub const REFRESH_INTERVAL: Duration = Duration::from_secs(1);
 
-/// On a shared store, reloads the engine's view every [`REFRESH_INTERVAL`] (fewer conflicts:
-/// allocations pick addresses other daemons have not taken), until `stop` turns true.
+/// On a shared store, reloads the engine's view every [`REFRESH_INTERVAL`] while it is idle, to
+/// see other daemons' leases and the leader's shards, until `stop` turns true. A busy daemon
+/// skips it ([`cidrcast_engine::Engine::reload_if_idle`]: its reload would not be installed);
+/// its compare-and-swap commits, and the forced reload of [`App::release_async`], cover what its
+/// view misses.
 async fn refresh_loop(app: Arc<App>, mut stop: tokio::sync::watch::Receiver<bool>) {
     if !app.leadership().shared() {
         return;
@@ -207,8 +211,8 @@ async fn refresh_loop(app: Arc<App>, mut stop: tokio::sync::watch::Receiver<bool
             _ = stop.changed() => return,
         }
         let a = app.clone();
-        match tokio::task::spawn_blocking(move || a.engine.reload()).await {
-            Ok(Ok(())) => {}
+        match tokio::task::spawn_blocking(move || a.engine.reload_if_idle()).await {
+            Ok(Ok(_)) => {}
             Ok(Err(e)) => tracing::warn!("reloading the shared state failed: {e}"),
             Err(e) => tracing::error!("reloading the shared state panicked: {e}"),
         }
