@@ -521,8 +521,33 @@ fn is_connect_error(error: &etcd_client::Error) -> bool {
     false
 }
 
+/// What to check when a connection failed during the handshake: over TLS without a client
+/// certificate, etcd wants one; in plain text, etcd speaks TLS.
+fn tls_hint(options: &EtcdOptions, reason: &str) -> &'static str {
+    let closed = [
+        "connection closed",
+        "connection reset",
+        "broken pipe",
+        "fatal alert",
+    ]
+    .iter()
+    .any(|m| reason.contains(m));
+    match &options.tls {
+        Some(tls) if tls.cert.is_none() && closed => {
+            "; etcd ended the TLS handshake: if it runs with --client-cert-auth, set tls_cert \
+             and tls_key"
+        }
+        None if closed => "; if etcd serves TLS (https:// client URLs), set tls_ca",
+        _ => "",
+    }
+}
+
 fn classify(error: &etcd_client::Error) -> Fail {
     let reason = describe(error);
+    // A certificate that does not verify (ours or the server's) will not on a retry either.
+    if reason.contains("invalid peer certificate") || reason.contains("fatal alert") {
+        return Fail::Refused(reason);
+    }
     match error {
         etcd_client::Error::GRpcStatus(status) => {
             let message = status.message();
@@ -947,10 +972,15 @@ impl EtcdStore {
         let client = client.map_err(|failed| match failed.fail {
             Fail::NotSent(reason) | Fail::Unknown(reason) => StoreError::Unavailable {
                 endpoints: options.endpoints.clone(),
-                reason: format!("connect: {reason} (after {} attempts)", failed.attempts),
+                reason: format!(
+                    "connect: {reason} (after {} attempts){}",
+                    failed.attempts,
+                    tls_hint(&options, &reason)
+                ),
             },
             Fail::TooLarge { reason, .. } | Fail::Compacted(reason) | Fail::Refused(reason) => {
-                refused("connect", reason)
+                let hint = tls_hint(&options, &reason);
+                refused("connect", format!("{reason}{hint}"))
             }
         })?;
         let ctx = Ctx {
