@@ -70,7 +70,7 @@ TOML
 
 urls=()
 for d in $(seq 1 "$daemons"); do
-  RUST_LOG=warn "$bin" --config "$dir/cidrcast.toml" --data "$dir/data$d" serve --listen 127.0.0.1:0 \
+  RUST_LOG=${BENCH_LOG:-warn} "$bin" --config "$dir/cidrcast.toml" --data "$dir/data$d" serve --listen 127.0.0.1:0 \
     > "$dir/out$d" 2> "$dir/err$d" &
   pids+=($!)
   for _ in $(seq 1 200); do
@@ -95,6 +95,8 @@ done
 wait $(jobs -p | tail -n "$daemons") 2>/dev/null || true
 sleep 1
 echo "measured: ${secs} s"
+proposals() { curl -fsS "http://127.0.0.1:$cport/metrics" | awk '/^etcd_server_proposals_committed_total/ {print $2}'; }
+p0=$(proposals)
 n=0
 for u in "${urls[@]}"; do
   n=$((n + 1))
@@ -103,5 +105,11 @@ done
 for j in $(jobs -p); do
   case " ${pids[*]} " in *" $j "*) ;; *) wait "$j" ;; esac
 done
+p1=$(proposals)
 for i in $(seq 1 "$daemons"); do echo "daemon $i: $(cat "$dir/result$i")"; done
+# Every etcd write (a commit's transaction, an election lease renewal) is one raft proposal.
+cat "$dir"/result* | awk -v p0="$p0" -v p1="$p1" -v secs="$secs" '
+  { for (i = 1; i <= NF; i++) if ($i ~ /^requests=/) { split($i, kv, "="); total += kv[2] } }
+  END { n = p1 - p0; printf "etcd: %.0f proposals/s, %.1f requests per proposal\n", n / secs, total / n }'
+
 [ -n "${KEEP:-}" ] && for u in "${urls[@]}"; do echo "$u $(curl -s "$u/metrics" | grep "^cidrcast_leader")"; done
