@@ -22,7 +22,8 @@
 //! | `{prefix}external_events/{name}`      | `ExternalEventSpec` json                            |
 //! | `{prefix}profiles/{name}`             | `Profile` json                                      |
 //! | `{prefix}routers/{name}`              | `RouterSpec` json                                   |
-//! | `{prefix}placement/{pool}`            | empty; its revision is bumped by every commit that puts or deletes a home or a shard of the pool |
+//! | `{prefix}placement/{pool}`            | empty; its revision is bumped by every commit that places, grows, shrinks or removes a home block of the pool, or places a borrowed shard |
+//! | `{prefix}placement/{pool}/{subdivision}` | empty; bumped by every commit that places a shard inside the subdivision's home block, or changes the space of that block (a descendant's home block or borrowed shard) |
 //!
 //! Key components are escaped so that no component can contain `/`: every byte outside
 //! `A-Z a-z 0-9 . _ - ~ :` is written `%XX` (upper-case hex). So a vm id `a/b` is
@@ -48,9 +49,18 @@
 //!   (absent, or held by the same VM; the commit writes it, and a lease delete deletes it), the
 //!   address's `cooling/` key is as remembered (a stale writer cannot hand out an address that
 //!   cools down elsewhere), and the lease's shard, if this store knows it, is as remembered;
-//! * for every pool whose homes or shards it puts or deletes: `placement/{pool}` is as remembered
-//!   (the commit bumps it), so that two writers never place overlapping shards or home blocks from
-//!   stale views;
+//! * placement, so that two writers never place overlapping shards or home blocks from stale
+//!   views: the placement keys below are as remembered, and the commit bumps them.
+//!   * A home block put or deleted (placed, grown, shrunk, removed), or a new borrowed shard
+//!     (outside its subdivision's home block): `placement/{pool}`, and
+//!     `placement/{pool}/{ancestor}` for every ancestor of the subdivision (the space comes from
+//!     the parent's block, or the pool).
+//!   * A new shard inside its subdivision's home block: `placement/{pool}/{subdivision}`, and
+//!     the home block's key `homes/{subdivision}/{pool}` is as remembered. So daemons claiming
+//!     shards in different subdivisions' home blocks at once do not conflict.
+//!   * A put of a shard the store knows (a state or affinity change) takes no space, and a shard
+//!     delete frees space (no view believes space free that is taken because of it): the shard's
+//!     own key guards them;
 //! * for every shard it deletes: no address index key exists inside the shard other than those
 //!   this store knows (a lease placed in the shard by another writer stops the release);
 //! * if it appends events (transitions): `meta/events_seq` (`meta/transitions_seq`) is as
@@ -334,6 +344,8 @@ struct View {
     leases: HashMap<String, (String, IpAddr)>,
     /// Holder (vm id) of every address index key believed to exist.
     holders: BTreeMap<String, String>,
+    /// Parent of every subdivision believed to exist.
+    parents: HashMap<String, Option<String>>,
     /// Last sequence numbers handed out, as last read or written.
     last_event: u64,
     last_transition: u64,
@@ -805,8 +817,10 @@ struct Plan {
     reads: BTreeSet<String>,
     /// Ranges that must hold no key.
     empty: Vec<(String, String)>,
-    /// Pools whose placement key the commit bumps.
+    /// Placement keys the commit bumps (and compares).
     placement: BTreeSet<String>,
+    /// Subdivisions the batch puts (with their parent) or deletes (`None`).
+    subdivisions: HashMap<String, Option<Option<String>>>,
     /// New pool and address (`None`: deleted) of the leases the batch writes.
     leases: HashMap<String, Option<(String, IpAddr)>>,
     /// New holder (`None`: deleted) of the address index keys the batch writes.
@@ -847,6 +861,36 @@ impl Plan {
 
     fn delete(&mut self, key: String) {
         self.write(key, None, true);
+    }
+
+    /// The ancestors of `sub` (parent first), as the batch (so far) leaves them.
+    fn ancestors(&self, view: &View, sub: &str) -> Vec<String> {
+        let parent_of = |s: &str| -> Option<String> {
+            match self.subdivisions.get(s) {
+                Some(state) => state.clone().flatten(),
+                None => view.parents.get(s).cloned().flatten(),
+            }
+        };
+        let mut out = Vec::new();
+        let mut cur = parent_of(sub);
+        // A parent cycle cannot be stored; the bound only keeps a damaged view from looping.
+        while let Some(p) = cur {
+            if out.len() > 64 || out.contains(&p) {
+                break;
+            }
+            cur = parent_of(&p);
+            out.push(p);
+        }
+        out
+    }
+
+    /// A home block of `sub` is placed, grown, shrunk or removed: its space comes from its
+    /// parent's block (or the pool), so the pool's key and every ancestor's key are bumped.
+    fn place_home(&mut self, view: &View, keys: &Keys, pool: &str, sub: &str) {
+        self.placement.insert(keys.one(PLACEMENT, pool));
+        for a in self.ancestors(view, sub) {
+            self.placement.insert(keys.two(PLACEMENT, pool, &a));
+        }
     }
 
     /// Where the batch (so far) leaves `vm`'s lease.
@@ -1248,10 +1292,13 @@ impl EtcdStore {
                 Change::PutPool(p) => plan.put(keys.one(name::POOLS, &p.name), name::POOLS, p)?,
                 Change::DeletePool { name: pool } => plan.delete(keys.one(name::POOLS, pool)),
                 Change::PutSubdivision(s) => {
-                    plan.put(keys.one(name::SUBDIVISIONS, &s.name), name::SUBDIVISIONS, s)?
+                    plan.put(keys.one(name::SUBDIVISIONS, &s.name), name::SUBDIVISIONS, s)?;
+                    plan.subdivisions
+                        .insert(s.name.clone(), Some(s.parent.clone()));
                 }
                 Change::DeleteSubdivision { name: sub } => {
-                    plan.delete(keys.one(name::SUBDIVISIONS, sub))
+                    plan.delete(keys.one(name::SUBDIVISIONS, sub));
+                    plan.subdivisions.insert(sub.clone(), None);
                 }
                 Change::PutHome(h) => {
                     plan.put(
@@ -1259,19 +1306,35 @@ impl EtcdStore {
                         name::HOMES,
                         h,
                     )?;
-                    plan.placement.insert(h.pool.clone());
+                    plan.place_home(view, keys, &h.pool, &h.subdivision);
                 }
                 Change::DeleteHome { subdivision, pool } => {
                     plan.delete(keys.two(name::HOMES, subdivision, pool));
-                    plan.placement.insert(pool.clone());
+                    plan.place_home(view, keys, pool, subdivision);
                 }
                 Change::PutShard(s) => {
-                    plan.put(keys.shard(&s.pool, &s.prefix), name::SHARDS, s)?;
-                    plan.placement.insert(s.pool.clone());
+                    let key = keys.shard(&s.pool, &s.prefix);
+                    // A new shard takes space (see "Compare-and-swap" in the module docs). A
+                    // change of a shard this store knows (its state, its affinity) takes none:
+                    // its own key guards it.
+                    if !view.revs.contains_key(&key) {
+                        if s.borrowed {
+                            // Outside its home block: in an ancestor's block or the pool, the
+                            // space a home block of it would take.
+                            plan.place_home(view, keys, &s.pool, &s.subdivision);
+                        } else {
+                            plan.reads
+                                .insert(keys.two(name::HOMES, &s.subdivision, &s.pool));
+                            plan.placement
+                                .insert(keys.two(PLACEMENT, &s.pool, &s.subdivision));
+                        }
+                    }
+                    plan.put(key, name::SHARDS, s)?;
                 }
                 Change::DeleteShard { pool, prefix } => {
+                    // Freeing space needs no placement guard: no view believes space free that
+                    // is taken because of it (and the shard's own key guards the record).
                     plan.delete(keys.shard(pool, prefix));
-                    plan.placement.insert(pool.clone());
                     // No lease may sit in a released shard: the index keys inside it must be
                     // those this store knows (compared one by one), the gaps between them empty.
                     let start = keys.address(ADDRESSES, pool, prefix.network());
@@ -1346,8 +1409,8 @@ impl EtcdStore {
                 }
             }
         }
-        for pool in std::mem::take(&mut plan.placement) {
-            plan.write(keys.one(PLACEMENT, &pool), Some(Vec::new()), true);
+        for key in std::mem::take(&mut plan.placement) {
+            plan.write(key, Some(Vec::new()), true);
         }
         if plan.events > 0 {
             let last = view.last_event + plan.events;
@@ -1475,6 +1538,12 @@ impl EtcdStore {
             match holder {
                 Some(vm) => view.holders.insert(key, vm),
                 None => view.holders.remove(&key),
+            };
+        }
+        for (sub, state) in plan.subdivisions {
+            match state {
+                Some(parent) => view.parents.insert(sub, parent),
+                None => view.parents.remove(&sub),
             };
         }
         view.last_event += plan.events;
@@ -1684,6 +1753,11 @@ impl Store for EtcdStore {
             let (start, end) = self.keys.table(table);
             remember(&mut view, &start, &end, kvs);
         }
+        view.parents = snapshot
+            .subdivisions
+            .iter()
+            .map(|s| (s.name.clone(), s.parent.clone()))
+            .collect();
         view.leases = snapshot
             .leases
             .iter()

@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use cidrcast_core::model::{Change, LeaseRecord, RouterSpec, ShardState, Snapshot};
+use cidrcast_core::model::{Change, LeaseRecord, RouterSpec, ShardRecord, ShardState, Snapshot};
 use cidrcast_store::conformance::{
     self, cooling, event, home, lease, pool, profile, router, shard, subdivision, transition, vm_id,
 };
@@ -446,25 +446,78 @@ fn stale_updates_of_one_lease_conflict() {
 
 #[test]
 fn stale_shard_and_home_placements_conflict() {
+    // Base: s1's home 10.0.0.0/24 in pool v4 holding 10.0.0.0/26 (see two_daemons).
     let etcd = Etcd::start();
     let (a, b) = two_daemons(&etcd, "/cas3/");
-    a.commit(&[
-        Change::PutShard(shard("v4", "10.0.0.64/26", "s1", ShardState::Reserved)),
-        Change::Transition(transition(1.0, "v4", "10.0.0.64/26", ShardState::Reserved)),
-    ])
-    .expect("a claims 10.0.0.64/26");
-    // b, stale, claims an overlapping /27 of the same pool: the placement key stops it.
+    let reserved = |prefix: &str, sub: &str| shard("v4", prefix, sub, ShardState::Reserved);
+    let claim = |prefix: &str, sub: &str| {
+        vec![
+            Change::PutShard(reserved(prefix, sub)),
+            Change::Transition(transition(1.0, "v4", prefix, ShardState::Reserved)),
+        ]
+    };
+    a.commit(&claim("10.0.0.64/26", "s1"))
+        .expect("a claims 10.0.0.64/26 in s1's home");
+    // b, stale, claims an overlapping /27 in the same home block: that block's placement key
+    // stops it.
     expect_conflict(
-        b.commit(&[
-            Change::PutShard(shard("v4", "10.0.0.64/27", "s2", ShardState::Reserved)),
-            Change::Transition(transition(1.0, "v4", "10.0.0.64/27", ShardState::Reserved)),
-        ]),
+        b.commit(&claim("10.0.0.64/27", "s1")),
+        "/cas3/placement/v4/s1",
+    );
+    // b places s2's home block: a's claim inside s1's home took no space b could take.
+    b.commit(&[Change::PutHome(home("s2", "v4", "10.0.2.0/24"))])
+        .expect("b places s2's home from a view older than a's claim");
+    // a, stale about that home, borrows a shard from the pool: the pool's key stops it.
+    expect_conflict(
+        a.commit(&[Change::PutShard(ShardRecord {
+            borrowed: true,
+            ..reserved("10.0.2.0/26", "s2")
+        })]),
         "/cas3/placement/v4",
     );
-    // ... and a home block of the same pool.
+    // ... and a home block of another subdivision.
     expect_conflict(
-        b.commit(&[Change::PutHome(home("s2", "v4", "10.0.0.64/26"))]),
+        a.commit(&[Change::PutHome(home("s3", "v4", "10.0.2.0/25"))]),
         "/cas3/placement/v4",
+    );
+    a.load().expect("reload a");
+    b.load().expect("reload b");
+    // Claims inside two subdivisions' home blocks at once do not conflict.
+    a.commit(&claim("10.0.0.128/26", "s1"))
+        .expect("a claims in s1's home");
+    b.commit(&claim("10.0.2.0/26", "s2"))
+        .expect("b claims in s2's home, from a view older than a's claim");
+    // A change of a shard b knows (its state, its affinity) takes no space: a's claim elsewhere
+    // in the pool does not stop it; the shard's own key guards it.
+    let known = ShardRecord {
+        affinity: Some("b".to_string()),
+        ..shard("v4", "10.0.0.0/26", "s1", ShardState::Active)
+    };
+    b.commit(&[Change::PutShard(known.clone())])
+        .expect("no false conflict on a shard b knows");
+    expect_conflict(
+        a.commit(&[Change::PutShard(ShardRecord {
+            affinity: Some("a".to_string()),
+            ..known
+        })]),
+        "/cas3/shards/v4/10.0.0.0%2F26",
+    );
+    // Nested: c's home lies in s1's block. c's home growing takes space of s1's block, so a stale
+    // claim in s1's home conflicts with it.
+    a.load().expect("reload a");
+    let mut c = subdivision("c");
+    c.parent = Some("s1".to_string());
+    a.commit(&[
+        Change::PutSubdivision(c),
+        Change::PutHome(home("c", "v4", "10.0.0.192/27")),
+    ])
+    .expect("a adds c, its home in s1's block");
+    b.load().expect("reload b");
+    a.commit(&[Change::PutHome(home("c", "v4", "10.0.0.192/26"))])
+        .expect("a grows c's home");
+    expect_conflict(
+        b.commit(&claim("10.0.0.224/27", "s1")),
+        "/cas3/placement/v4/s1",
     );
     // Another pool's placement is independent: no false conflict.
     b.commit(&[Change::PutShard(shard(
@@ -477,16 +530,15 @@ fn stale_shard_and_home_placements_conflict() {
     let shards: Vec<IpNet> = normalized(&a).shards.iter().map(|s| s.prefix).collect();
     assert_eq!(
         shards,
-        [net("10.0.0.0/26"), net("10.0.0.64/26"), net("10.1.0.0/26")]
+        [
+            net("10.0.0.0/26"),
+            net("10.0.0.64/26"),
+            net("10.0.0.128/26"),
+            net("10.0.2.0/26"),
+            net("10.1.0.0/26")
+        ]
     );
-    assert_eq!(a.counts().expect("counts").transitions, 1);
-    b.load().expect("reload");
-    b.commit(&[
-        Change::PutShard(shard("v4", "10.0.0.128/26", "s2", ShardState::Reserved)),
-        Change::PutHome(home("s2", "v4", "10.0.1.0/24")),
-    ])
-    .expect("after a reload");
-    assert_eq!(normalized(&a).shards.len(), 4);
+    assert_eq!(a.counts().expect("counts").transitions, 3);
 }
 
 #[test]
