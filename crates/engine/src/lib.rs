@@ -48,6 +48,10 @@ pub enum EngineError {
         "another writer changed what this operation depended on ({0}); it was not applied, retry"
     )]
     Conflict(String),
+    /// [`Engine::reload`] is replacing the state: the operation was not applied; retry in a
+    /// moment (the reload takes one read of the store).
+    #[error("this daemon is reloading its view of the shared store; retry in a moment")]
+    Reloading,
     /// The in-memory state could not be rebuilt from the store after a failed commit (the store
     /// is unreachable): operations are refused until a reload succeeds, which is tried again at
     /// most every [`RECOVERY_INTERVAL`].
@@ -90,7 +94,7 @@ struct State {
     /// Whether the last failed commit was a conflict with another writer ([`EngineError::Conflict`]).
     last_failure_conflict: bool,
     committing: bool,
-    /// A [`Engine::reload_now`] is under way: [`Engine::submit_at`] refuses (retry), synchronous
+    /// A [`Engine::reload`] is under way: [`Engine::submit_at`] refuses (retry), synchronous
     /// callers wait.
     gated: bool,
     /// When the last [`Engine::reload_now`] ran.
@@ -371,8 +375,8 @@ impl<S: Store> Engine<S> {
     }
 
     /// [`Engine::reload`], unless changes are pending or being committed: then it returns
-    /// `Ok(false)` at once, without reading the store (under steady load a reload would not be
-    /// installed anyway, see [`Engine::reload`]). `Ok(true)`: the store was read.
+    /// `Ok(false)` at once, without reading the store (for periodic refreshes that should not
+    /// hold a busy daemon back). `Ok(true)`: reloaded.
     pub fn reload_if_idle(&self) -> Result<bool, EngineError> {
         {
             let st = self.usable()?;
@@ -383,21 +387,36 @@ impl<S: Store> Engine<S> {
         self.reload().map(|()| true)
     }
 
-    /// Reloads the state from the store even under load, at most once per `min_interval`
-    /// (`Ok(false)`: skipped, one ran less than that ago): new operations are held back
-    /// ([`Engine::submit_at`] refuses them with [`EngineError::Conflict`], so that async callers
-    /// retry; synchronous callers wait) while what is pending commits, the store is read and the
-    /// state replaced. For what only another daemon's commits can explain (a lease this daemon
-    /// does not know); it delays every operation of this daemon by one read of the store.
+    /// [`Engine::reload`] at most once per `min_interval` (`Ok(false)`: skipped, one ran less
+    /// than that ago). For what only another daemon's commits can explain (a lease this daemon
+    /// does not know), which a client could ask for again and again.
     pub fn reload_now(&self, min_interval: std::time::Duration) -> Result<bool, EngineError> {
-        let mut st = self.usable()?;
-        if st
-            .last_forced_reload
-            .is_some_and(|t| t.elapsed() < min_interval)
         {
-            return Ok(false);
+            let mut st = self.usable()?;
+            if st
+                .last_forced_reload
+                .is_some_and(|t| t.elapsed() < min_interval)
+            {
+                return Ok(false);
+            }
+            st.last_forced_reload = Some(std::time::Instant::now());
         }
-        st.last_forced_reload = Some(std::time::Instant::now());
+        self.reload().map(|()| true)
+    }
+
+    /// Replaces the state with what the store holds, to see what other writers of a shared store
+    /// (other daemons on one etcd cluster) committed; the state read is always installed, even
+    /// under load. New operations are held back meanwhile ([`Engine::submit_at`] refuses them
+    /// with [`EngineError::Reloading`], so that async callers retry; synchronous callers wait),
+    /// what is pending is committed first (nothing unacknowledged is lost), then the store is
+    /// read without the lock. It delays every operation of this engine by one read of the store.
+    ///
+    /// Installing always matters: a shared store ([`cidrcast_store::EtcdStore`]) guards commits
+    /// with what its last read saw, so the state the engine decides on must be that same read.
+    /// When the read fails, the engine is broken until a reload succeeds
+    /// ([`EngineError::Unavailable`]; retried at most every [`RECOVERY_INTERVAL`]).
+    pub fn reload(&self) -> Result<(), EngineError> {
+        let mut st = self.usable()?;
         st.gated = true;
         loop {
             if st.committing {
@@ -411,59 +430,32 @@ impl<S: Store> Engine<S> {
         let result = match st.broken.clone() {
             Some(why) => Err(EngineError::Unavailable(why)),
             None => {
-                // Nothing can change the state while gated: read without the lock.
+                // Nothing can change the state while gated: read without the lock, so that
+                // readers are not stalled for the store's timeouts.
                 let (settings, local) = (st.ipam.settings(), st.local.clone());
                 drop(st);
                 let loaded = self.load_state(settings, &local);
                 st = self.lock();
-                loaded
-                    .map(|(ipam, catalog)| {
+                match loaded {
+                    Ok((ipam, catalog)) => {
                         st.ipam = ipam;
                         st.catalog = catalog;
-                        true
-                    })
-                    .map_err(EngineError::Unavailable)
+                        Ok(())
+                    }
+                    Err(why) => {
+                        // The store may have taken part of the read as its view: refuse until a
+                        // whole reload succeeds.
+                        st.broken = Some(why.clone());
+                        st.last_recovery = Some(std::time::Instant::now());
+                        Err(EngineError::Unavailable(why))
+                    }
+                }
             }
         };
         st.gated = false;
         drop(st);
         self.done.notify_all();
         result
-    }
-
-    /// Reloads the state from the store, to see what other writers of a shared store (other
-    /// daemons on one etcd cluster) committed. Waits until nothing of this engine is pending, so
-    /// that nothing unacknowledged is lost.
-    pub fn reload(&self) -> Result<(), EngineError> {
-        let mut st = self.usable()?;
-        // Nothing may be in flight: a commit under way, or changes applied in memory but not yet
-        // committed, would be missing from what the store returns (and lost from the state).
-        loop {
-            if st.committing {
-                st = self.done.wait(st).unwrap_or_else(|p| p.into_inner());
-            } else if !st.pending.is_empty() {
-                st = self.lead_commit(st);
-            } else {
-                break;
-            }
-        }
-        if let Some(why) = &st.broken {
-            return Err(EngineError::Unavailable(why.clone()));
-        }
-        // Read the store without the lock held (an unreachable store must not stall callers for
-        // its timeouts); install what was read only if nothing happened meanwhile, else keep the
-        // state (the next reload catches up).
-        let mark = (st.appended, st.epoch);
-        let (settings, local) = (st.ipam.settings(), st.local.clone());
-        drop(st);
-        let loaded = self.load_state(settings, &local);
-        let mut st = self.lock();
-        let (ipam, catalog) = loaded.map_err(EngineError::Unavailable)?;
-        if (st.appended, st.epoch) == mark && !st.committing && st.pending.is_empty() {
-            st.ipam = ipam;
-            st.catalog = catalog;
-        }
-        Ok(())
     }
 
     /// Waits until `ticket` is decided ([`State::outcome`]), committing what is pending when no
@@ -545,9 +537,7 @@ impl<S: Store> Engine<S> {
             return Err(EngineError::Unavailable(why.clone()));
         }
         if st.gated {
-            return Err(EngineError::Conflict(
-                "this daemon is reloading its view of the shared store".to_string(),
-            ));
+            return Err(EngineError::Reloading);
         }
         let (result, ticket) = st.apply(Some(now), |ipam| op(ipam, now));
         let waiting = st.outcome(ticket, false).is_none();

@@ -40,16 +40,19 @@ pub const CONFLICT_ATTEMPTS: u32 = 8;
 
 /// Runs `op` again while its commit conflicts with another writer of a shared store (the engine
 /// has reloaded its state by then), with exponential backoff and jitter (5 ms, 10 ms, ... up to
-/// 320 ms); after [`CONFLICT_ATTEMPTS`] it gives up with the last conflict.
+/// 320 ms); after [`CONFLICT_ATTEMPTS`] it gives up with the last conflict. While the engine
+/// reloads its view ([`EngineError::Reloading`]) it waits, polling every 2 ms, for up to
+/// [`RELOAD_WAIT`]: that is no conflict and costs no attempt.
 async fn retry_conflicts<T, F, Fut>(mut op: F) -> Result<T>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T>>,
 {
     let mut attempt = 0;
+    let started = std::time::Instant::now();
     loop {
         match op().await {
-            Err(ServerError::Engine(cidrcast_engine::EngineError::Conflict(why))) => {
+            Err(ServerError::Engine(EngineError::Conflict(why))) => {
                 attempt += 1;
                 tracing::debug!(attempt, "retrying after a conflict: {why}");
                 if attempt >= CONFLICT_ATTEMPTS {
@@ -62,10 +65,16 @@ where
                 let jitter = u64::from(std::process::id() ^ attempt) % base.max(1);
                 tokio::time::sleep(std::time::Duration::from_millis(base + jitter)).await;
             }
+            Err(ServerError::Engine(EngineError::Reloading)) if started.elapsed() < RELOAD_WAIT => {
+                tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+            }
             other => return other,
         }
     }
 }
+
+/// Longest an operation waits for a reload of the daemon's view (see [`retry_conflicts`]).
+pub const RELOAD_WAIT: std::time::Duration = std::time::Duration::from_secs(15);
 
 /// Everything the handlers share.
 pub struct App {

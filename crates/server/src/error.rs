@@ -79,6 +79,7 @@ fn engine_status(e: &EngineError) -> (StatusCode, &'static str) {
         }
         EngineError::Unavailable(_) => (S::SERVICE_UNAVAILABLE, "unavailable"),
         EngineError::Conflict(_) => (S::SERVICE_UNAVAILABLE, "conflict"),
+        EngineError::Reloading => (S::SERVICE_UNAVAILABLE, "reloading"),
         EngineError::ConfigMismatch { .. } => (S::CONFLICT, "config_mismatch"),
     }
 }

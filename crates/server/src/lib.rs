@@ -144,9 +144,15 @@ async fn reconcile_loop(app: Arc<App>, mut stop: tokio::sync::watch::Receiver<bo
         let a = app.clone();
         let start = Instant::now();
         let result = tokio::task::spawn_blocking(move || {
-            // On a shared store, plan on what every daemon committed.
+            // On a shared store, plan on what every daemon committed (even under load: the
+            // daemon's own operations wait for one read of the store).
             if a.leadership().shared() {
+                let reload = Instant::now();
                 a.engine.reload()?;
+                tracing::debug!(
+                    seconds = reload.elapsed().as_secs_f64(),
+                    "reloaded the shared view for the reconciler"
+                );
                 a.clear_stale_affinities()?;
             }
             a.reconcile()
@@ -198,9 +204,9 @@ pub const REFRESH_INTERVAL: Duration = Duration::from_secs(1);
 
 /// On a shared store, reloads the engine's view every [`REFRESH_INTERVAL`] while it is idle, to
 /// see other daemons' leases and the leader's shards, until `stop` turns true. A busy daemon
-/// skips it ([`cidrcast_engine::Engine::reload_if_idle`]: its reload would not be installed);
-/// its compare-and-swap commits, and the forced reload of [`App::release_async`], cover what its
-/// view misses.
+/// skips it ([`cidrcast_engine::Engine::reload_if_idle`]: a reload holds its operations back);
+/// its compare-and-swap commits, the reconciler's reload and the reload of
+/// [`App::release_async`] cover what its view misses.
 async fn refresh_loop(app: Arc<App>, mut stop: tokio::sync::watch::Receiver<bool>) {
     if !app.leadership().shared() {
         return;
