@@ -51,7 +51,9 @@ end
 function response(status, headers, body)
   if status ~= 200 and status ~= 201 then
     errors = errors + 1
-    statuses[status] = (statuses[status] or 0) + 1
+    local key = "s" .. status
+    statuses[key] = (statuses[key] or 0) + 1
+    if not first_error then first_error = status .. " " .. string.sub(body or "", 1, 200) end
   end
 end
 
@@ -61,6 +63,14 @@ function done(summary, latency, requests)
     errs = errs + t:get("errors")
     allocs = allocs + t:get("allocated")
     rels = rels + t:get("released")
+  end
+  for _, t in ipairs(threads) do
+    local st = t:get("statuses")
+    if st then
+      for k, v in pairs(st) do io.write(string.format("STATUS %s=%d\n", k, v)) end
+    end
+    local fe = t:get("first_error")
+    if fe then io.write("FIRST_ERROR " .. fe .. "\n") end
   end
   local secs = summary.duration / 1e6
   io.write(string.format(

@@ -100,15 +100,15 @@ p0=$(proposals)
 n=0
 for u in "${urls[@]}"; do
   n=$((n + 1))
-  BENCH_RUN="d$n-" wrk -t"$threads" -c"$conns" -d"${secs}s" -s "$script" "$u" | grep RESULT > "$dir/result$n" &
+  BENCH_RUN="d$n-" wrk -t"$threads" -c"$conns" -d"${secs}s" -s "$script" "$u" | grep -E "^(RESULT|STATUS|FIRST_ERROR)" > "$dir/result$n" &
 done
 for j in $(jobs -p); do
   case " ${pids[*]} " in *" $j "*) ;; *) wait "$j" ;; esac
 done
 p1=$(proposals)
-for i in $(seq 1 "$daemons"); do echo "daemon $i: $(cat "$dir/result$i")"; done
+for i in $(seq 1 "$daemons"); do sed "s/^/daemon $i: /" "$dir/result$i"; done
 # Every etcd write (a commit's transaction, an election lease renewal) is one raft proposal.
-cat "$dir"/result* | awk -v p0="$p0" -v p1="$p1" -v secs="$secs" '
+grep -h RESULT "$dir"/result* | awk -v p0="$p0" -v p1="$p1" -v secs="$secs" '
   { for (i = 1; i <= NF; i++) if ($i ~ /^requests=/) { split($i, kv, "="); total += kv[2] } }
   END { n = p1 - p0; printf "etcd: %.0f proposals/s, %.1f requests per proposal\n", n / secs, total / n }'
 

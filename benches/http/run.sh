@@ -69,9 +69,9 @@ slow() {
 script="$root/benches/http/alloc_release.lua"
 echo "machine: $(nproc) cores, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)"
 echo "warm-up: 5 s"
-wrk -t"$threads" -c"$conns" -d5s -s "$script" "$url" | grep RESULT
+wrk -t"$threads" -c"$conns" -d5s -s "$script" "$url" | grep -E "^(RESULT|STATUS|FIRST_ERROR)"
 before=$(slow)
 echo "measured: ${secs} s, $conns connections, $threads wrk threads"
-wrk -t"$threads" -c"$conns" -d"${secs}s" -s "$script" "$url" | grep RESULT
+wrk -t"$threads" -c"$conns" -d"${secs}s" -s "$script" "$url" | grep -E "^(RESULT|STATUS|FIRST_ERROR)"
 after=$(slow)
 echo "slow-path allocations during the measured run: $((after - before))"
