@@ -2,10 +2,13 @@
 --
 -- Each wrk thread alternates: allocate a new VM (POST /v1/allocations), then release the VM it
 -- allocated LAG allocations earlier (DELETE /v1/allocations/{vm}), so a release never races its
--- allocation on another connection. VMs are spread over SUBDIVISIONS subdivisions `bench-N`.
+-- allocation on another connection. VMs are spread over SUBDIVISIONS subdivisions `bench-N`,
+-- N from SUB_OFFSET.
 -- Statuses other than 200/201 are counted and reported; the run is invalid if there are any.
 
 local SUBDIVISIONS = tonumber(os.getenv("BENCH_SUBDIVISIONS") or "16")
+-- The first subdivision number (several daemons each loading their own subdivisions).
+local SUB_OFFSET = tonumber(os.getenv("BENCH_SUB_OFFSET") or "0")
 local LAG = tonumber(os.getenv("BENCH_LAG") or "2000")
 local TOKEN = os.getenv("BENCH_TOKEN")
 local threads = {}
@@ -40,7 +43,7 @@ function request()
   step = step + 1
   if step % 2 == 1 or allocated - released <= LAG then
     allocated = allocated + 1
-    local sub = "bench-" .. ((id + allocated) % SUBDIVISIONS)
+    local sub = "bench-" .. (SUB_OFFSET + (id + allocated) % SUBDIVISIONS)
     local body = '{"subdivision":"' .. sub .. '","vm_id":"' .. vm(allocated) .. '"}'
     return wrk.format("POST", "/v1/allocations", headers, body)
   end

@@ -5,7 +5,8 @@
 #   benches/http/etcd.sh [DAEMONS=1] [SECONDS=15] [CONNECTIONS per daemon=16] [WRK_THREADS=1]
 #
 # Builds the release binary with `--features etcd`, starts etcd (raised txn limits, data in a
-# temporary directory) and the daemons (16 subdivisions, cooldown 0), warms up 5 s, then runs the
+# temporary directory) and the daemons (16 subdivisions, or 16 per daemon with ZONES=1; cooldown
+# 0), warms up 5 s, then runs the
 # wrk instances at once and prints each RESULT line (non-2xx answers, e.g. 503 after conflicts,
 # are counted in `errors`). Compare with benches/http/run.sh (the embedded store) in the same run.
 set -euo pipefail
@@ -20,6 +21,11 @@ done
 cargo build --release --quiet --features etcd --manifest-path "$root/Cargo.toml" --bin cidrcast
 bin="${CARGO_TARGET_DIR:-$root/target}/release/cidrcast"
 
+# ZONES=1: each daemon's clients use 16 subdivisions of their own (a daemon per zone), instead of
+# all daemons sharing the same 16.
+subs=16
+step=0
+if [ -n "${ZONES:-}" ]; then subs=$((16 * daemons)); step=16; fi
 dir=$(mktemp -d)
 pids=()
 cleanup() {
@@ -63,7 +69,7 @@ shard_prefix_len = 26
 reserve_first = 2
 reserve_last = 1
 TOML
-  for i in $(seq 0 15); do
+  for i in $(seq 0 $((subs - 1))); do
     printf '\n[[subdivision]]\nname = "bench-%d"\n' "$i"
   done
 } > "$dir/cidrcast.toml"
@@ -90,7 +96,7 @@ echo "warm-up: 5 s"
 n=0
 for u in "${urls[@]}"; do
   n=$((n + 1))
-  BENCH_RUN="warm$n-" wrk -t"$threads" -c"$conns" -d5s -s "$script" "$u" > /dev/null &
+  BENCH_SUB_OFFSET=$((step * (n - 1))) BENCH_RUN="warm$n-" wrk -t"$threads" -c"$conns" -d5s -s "$script" "$u" > /dev/null &
 done
 wait $(jobs -p | tail -n "$daemons") 2>/dev/null || true
 sleep 1
@@ -100,7 +106,7 @@ p0=$(proposals)
 n=0
 for u in "${urls[@]}"; do
   n=$((n + 1))
-  BENCH_RUN="d$n-" wrk -t"$threads" -c"$conns" -d"${secs}s" -s "$script" "$u" | grep -E "^(RESULT|STATUS|FIRST_ERROR)" > "$dir/result$n" &
+  BENCH_SUB_OFFSET=$((step * (n - 1))) BENCH_RUN="d$n-" wrk -t"$threads" -c"$conns" -d"${secs}s" -s "$script" "$u" | grep -E "^(RESULT|STATUS|FIRST_ERROR)" > "$dir/result$n" &
 done
 for j in $(jobs -p); do
   case " ${pids[*]} " in *" $j "*) ;; *) wait "$j" ;; esac

@@ -352,12 +352,35 @@ impl<S: Store> Engine<S> {
         Ok((ipam, catalog))
     }
 
-    /// Replaces the in-memory state (allocator and catalog) with what the store holds.
-    fn reload_into(&self, st: &mut State) -> Result<(), String> {
-        let (ipam, catalog) = self.load_state(st.ipam.settings(), &st.local.clone())?;
-        st.ipam = ipam;
-        st.catalog = catalog;
-        Ok(())
+    /// Replaces the in-memory state (allocator and catalog) with what the store holds, gated
+    /// (see [`Engine::reload`]: operations wait) and with the lock released during the read, so
+    /// that waiters hear of what happened before at once and async callers are never blocked on
+    /// the lock for a read of the store. When the read fails, the engine is broken (the store may
+    /// have taken part of the read as its view). The caller must let nothing be pending.
+    fn replace_state<'a>(
+        &'a self,
+        mut st: MutexGuard<'a, State>,
+    ) -> (MutexGuard<'a, State>, Result<(), String>) {
+        let was_gated = std::mem::replace(&mut st.gated, true);
+        let (settings, local) = (st.ipam.settings(), st.local.clone());
+        self.done.notify_all();
+        drop(st);
+        let loaded = self.load_state(settings, &local);
+        let mut st = self.lock();
+        let result = match loaded {
+            Ok((ipam, catalog)) => {
+                st.ipam = ipam;
+                st.catalog = catalog;
+                Ok(())
+            }
+            Err(why) => {
+                st.broken = Some(why.clone());
+                st.last_recovery = Some(std::time::Instant::now());
+                Err(why)
+            }
+        };
+        st.gated = was_gated;
+        (st, result)
     }
 
     /// Makes this engine one of several daemons sharing the store: `node` is its name (unique
@@ -430,26 +453,9 @@ impl<S: Store> Engine<S> {
         let result = match st.broken.clone() {
             Some(why) => Err(EngineError::Unavailable(why)),
             None => {
-                // Nothing can change the state while gated: read without the lock, so that
-                // readers are not stalled for the store's timeouts.
-                let (settings, local) = (st.ipam.settings(), st.local.clone());
-                drop(st);
-                let loaded = self.load_state(settings, &local);
-                st = self.lock();
-                match loaded {
-                    Ok((ipam, catalog)) => {
-                        st.ipam = ipam;
-                        st.catalog = catalog;
-                        Ok(())
-                    }
-                    Err(why) => {
-                        // The store may have taken part of the read as its view: refuse until a
-                        // whole reload succeeds.
-                        st.broken = Some(why.clone());
-                        st.last_recovery = Some(std::time::Instant::now());
-                        Err(EngineError::Unavailable(why))
-                    }
-                }
+                let (guard, result) = self.replace_state(st);
+                st = guard;
+                result.map_err(EngineError::Unavailable)
             }
         };
         st.gated = false;
@@ -506,9 +512,12 @@ impl<S: Store> Engine<S> {
                     // before the waiters hear of the failure. Refuse at once and reload later.
                     st.broken = Some(e.to_string());
                     st.last_recovery = Some(std::time::Instant::now());
-                } else if let Err(why) = self.reload_into(&mut st) {
-                    st.broken = Some(why);
-                    st.last_recovery = Some(std::time::Instant::now());
+                } else {
+                    // Rebuild from the store; the waiters hear of the failure meanwhile.
+                    if let Some(hook) = self.on_commit.get() {
+                        hook();
+                    }
+                    st = self.replace_state(st).0;
                 }
             }
         }
@@ -665,7 +674,7 @@ impl<S: Store> Engine<S> {
     /// Every catalog record of a kind, sorted by name, once everything it could observe is
     /// durable.
     fn list<E: Entry>(&self) -> Result<Vec<E>, EngineError> {
-        let st = self.lock();
+        let st = self.usable()?;
         let ticket = st.ticket();
         let st = self.wait_durable(st, ticket, true)?;
         Ok(E::entries(&st.catalog).values().cloned().collect())
