@@ -80,6 +80,23 @@ pub fn grid() -> Vec<(Policy, String)> {
     ];
     let policy = Policy::parse("predictive", &params).expect("the sweep's own grid parses");
     v.push((policy, "quantile=0.9 tick=10 recent=180".to_string()));
+    // For 0.1%: the prefetcher's feedback steering each subdivision to a 0.2% miss rate, a 20 s
+    // tick, a 2 h release horizon (the best point at lead 60 s, ≤ 0.1%); and one standing spare
+    // shard per subdivision (the fewest misses, at a price in idle addresses).
+    for extra in [
+        "quantile=0.95 keep_horizon=7200 target_miss=0.002 gain=0.05 tick=20 recent=90",
+        "quantile=0.99 keep_horizon=3600 hysteresis=1",
+    ] {
+        let params: Vec<(String, String)> = extra
+            .split(' ')
+            .map(|kv| {
+                let (k, v) = kv.split_once('=').expect("key=value");
+                (k.to_string(), v.to_string())
+            })
+            .collect();
+        let policy = Policy::parse("predictive", &params).expect("the sweep's own grid parses");
+        v.push((policy, extra.to_string()));
+    }
     v.push((Policy::Oracle, "-".to_string()));
     v
 }
