@@ -718,6 +718,14 @@ impl Ctx {
             if want == 0 {
                 return Ok((revision, out));
             }
+            #[cfg(test)]
+            if let Some(hook) = tests::BEFORE_PAGE
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .as_mut()
+            {
+                hook(revision);
+            }
             let mut options = GetOptions::new()
                 .with_range(end.as_bytes().to_vec())
                 .with_limit(want as i64);
@@ -1865,6 +1873,83 @@ impl Store for EtcdStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Called before every page of a range read is requested, with the revision it reads at
+    /// (0: the current one, for the first page of a read).
+    pub(super) type PageHook = Box<dyn FnMut(i64) + Send>;
+    pub(super) static BEFORE_PAGE: Mutex<Option<PageHook>> = Mutex::new(None);
+
+    /// `etcdctl` against `endpoint`: its standard output.
+    fn etcdctl(endpoint: &str, args: &[&str]) -> String {
+        let out = std::process::Command::new("etcdctl")
+            .env("ETCDCTL_API", "3")
+            .args(["--endpoints", endpoint])
+            .args(args)
+            .output()
+            .expect("run etcdctl (Debian: etcd-client)");
+        assert!(
+            out.status.success(),
+            "etcdctl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    #[test]
+    fn a_load_whose_revision_is_compacted_mid_read_starts_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let ports = crate::etcd_testing::free_ports(2);
+        let mut etcd =
+            crate::etcd_testing::Member::single(ports[0], ports[1], dir.path().to_path_buf(), true);
+        etcd.spawn();
+        etcd.wait_healthy(Duration::from_secs(20)).unwrap();
+        let endpoint = etcd.endpoint();
+        let store = EtcdStore::connect(EtcdOptions::new([endpoint.clone()], "/compact/")).unwrap();
+        // Three pages of subdivisions.
+        let subs: Vec<Change> = (0..2 * PAGE + 500)
+            .map(|i| Change::PutSubdivision(SubdivisionSpec::new(&format!("s{i:05}"))))
+            .collect();
+        store.commit(&subs).unwrap();
+
+        // While the load pages through the table at a fixed revision, another writer moves on
+        // and etcd compacts up to its latest revision: the next page's read fails as compacted.
+        let compactions = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let pages_at_a_revision = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        {
+            let (compactions, pages, endpoint) = (
+                compactions.clone(),
+                pages_at_a_revision.clone(),
+                endpoint.clone(),
+            );
+            *BEFORE_PAGE.lock().unwrap() = Some(Box::new(move |revision| {
+                if revision == 0 {
+                    return;
+                }
+                // The second page read at a fixed revision: compact that revision away, once.
+                if pages.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 1
+                    && compactions.load(std::sync::atomic::Ordering::SeqCst) == 0
+                {
+                    etcdctl(&endpoint, &["put", "/elsewhere/x", "1"]);
+                    let status = etcdctl(&endpoint, &["get", "/elsewhere/x", "-w", "json"]);
+                    let json: serde_json::Value = serde_json::from_str(&status).unwrap();
+                    let latest = json["header"]["revision"].as_i64().unwrap();
+                    etcdctl(&endpoint, &["compact", &latest.to_string()]);
+                    compactions.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                }
+            }));
+        }
+        let loaded = store.load();
+        *BEFORE_PAGE.lock().unwrap() = None;
+        let snapshot = loaded.expect("the load starts again at a new revision");
+        assert_eq!(compactions.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert_eq!(snapshot.subdivisions.len(), 2 * PAGE + 500);
+        // The view is that of the complete second read: a commit on it works.
+        store
+            .commit(&[Change::DeleteSubdivision {
+                name: "s00000".to_string(),
+            }])
+            .unwrap();
+    }
 
     #[test]
     fn components_are_escaped() {
