@@ -476,6 +476,29 @@ fn three_daemons_never_lease_an_address_twice() {
     let (s, v) = clients[2].req("DELETE", "/v1/allocations/cross-daemon", None);
     assert_eq!(s, 404, "released twice: {v}");
 
+    // Every 503 of the load was an operation that gave up after its conflicting attempts, and
+    // the daemons counted each.
+    let counted = |outcome: &str| -> u64 {
+        let line = format!("cidrcast_store_conflicts_total{{outcome=\"{outcome}\"}} ");
+        clients
+            .iter()
+            .map(|c| match c.req("GET", "/metrics", None) {
+                (200, Value::String(text)) => text
+                    .lines()
+                    .find_map(|l| l.strip_prefix(line.as_str()))
+                    .unwrap_or_else(|| panic!("no {line} in /metrics"))
+                    .parse::<u64>()
+                    .unwrap(),
+                other => panic!("/metrics: {other:?}"),
+            })
+            .sum()
+    };
+    assert_eq!(counted("gave_up"), refused as u64);
+    eprintln!(
+        "three daemons: {} conflicting attempts retried",
+        counted("retried")
+    );
+
     let refs: Vec<&Client> = clients.iter().collect();
     let leader = one_leader(&refs, Duration::from_secs(10));
     eprintln!(

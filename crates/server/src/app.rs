@@ -43,7 +43,7 @@ pub const CONFLICT_ATTEMPTS: u32 = 8;
 /// 320 ms); after [`CONFLICT_ATTEMPTS`] it gives up with the last conflict. While the engine
 /// reloads its view ([`EngineError::Reloading`]) it waits, polling every 2 ms, for up to
 /// [`RELOAD_WAIT`]: that is no conflict and costs no attempt.
-async fn retry_conflicts<T, F, Fut>(mut op: F) -> Result<T>
+async fn retry_conflicts<T, F, Fut>(metrics: &Metrics, mut op: F) -> Result<T>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T>>,
@@ -55,6 +55,7 @@ where
             Err(ServerError::Engine(EngineError::Conflict(why))) => {
                 attempt += 1;
                 tracing::debug!(attempt, "retrying after a conflict: {why}");
+                metrics.conflict(attempt >= CONFLICT_ATTEMPTS);
                 if attempt >= CONFLICT_ATTEMPTS {
                     return Err(ServerError::Unavailable(format!(
                         "gave up after {attempt} attempts that each conflicted with another \
@@ -199,7 +200,7 @@ impl App {
         p: &Principal,
         req: api::AllocateRequest,
     ) -> Result<(api::Allocation, bool)> {
-        retry_conflicts(|| self.allocate_once(p, &req)).await
+        retry_conflicts(&self.metrics, || self.allocate_once(p, &req)).await
     }
 
     async fn allocate_once(
@@ -250,11 +251,11 @@ impl App {
         p: &Principal,
         vm_id: &str,
     ) -> Result<api::Released> {
-        match retry_conflicts(|| self.release_once(p, vm_id)).await {
+        match retry_conflicts(&self.metrics, || self.release_once(p, vm_id)).await {
             Err(ServerError::Engine(EngineError::Core(CoreError::UnknownLease(_))))
                 if self.reload_shared_view().await? =>
             {
-                retry_conflicts(|| self.release_once(p, vm_id)).await
+                retry_conflicts(&self.metrics, || self.release_once(p, vm_id)).await
             }
             other => other,
         }

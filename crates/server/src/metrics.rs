@@ -63,6 +63,8 @@ struct Inner {
     /// outcome (ok | error) → runs.
     reconcile_runs: BTreeMap<&'static str, u64>,
     imported_events: u64,
+    /// outcome (retried | gave_up) → operations whose commit conflicted with another daemon's.
+    conflicts: BTreeMap<&'static str, u64>,
     /// (router, outcome: applied | unchanged | failed) → deployments of its configuration.
     router_applies: BTreeMap<(String, &'static str), u64>,
     /// router → prefixes its deployed configuration announces.
@@ -143,6 +145,16 @@ impl Metrics {
         self.lock().imported_events += events;
     }
 
+    /// An operation's commit conflicted with another daemon's writes; `gave_up`: it was refused
+    /// (503) after its last attempt, else it is tried again.
+    pub fn conflict(&self, gave_up: bool) {
+        *self
+            .lock()
+            .conflicts
+            .entry(if gave_up { "gave_up" } else { "retried" })
+            .or_default() += 1;
+    }
+
     /// One deployment of a router's configuration (`outcome`: applied | unchanged | failed);
     /// `prefixes` is what the deployed file announces now (`None`: unchanged by this outcome).
     pub fn router_apply(&self, router: &str, outcome: &'static str, prefixes: Option<usize>) {
@@ -205,6 +217,21 @@ impl Metrics {
             "",
             m.imported_events,
         );
+        family(
+            o,
+            "cidrcast_store_conflicts_total",
+            "counter",
+            "Operations whose commit conflicted with another daemon's writes on a shared store, by outcome (retried: tried again after a reload; gave_up: refused with 503).",
+        );
+        for outcome in ["retried", "gave_up"] {
+            let n = m.conflicts.get(outcome).copied().unwrap_or(0);
+            sample(
+                o,
+                "cidrcast_store_conflicts_total",
+                &format!("outcome=\"{outcome}\""),
+                n,
+            );
+        }
         let per_sub: [(&str, &str, SubValue); 3] = [
             (
                 "cidrcast_ready_addresses",
