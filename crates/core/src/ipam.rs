@@ -374,11 +374,15 @@ impl Ipam {
     /// Gives shard `id` this allocator's affinity (a no-op alone on the store), journaling the
     /// record. The shard must have no affinity or this one.
     fn adopt(&mut self, id: ShardId) {
-        if self.node.is_none() || self.shard(id).affinity == self.node {
+        if self.owns(id) {
             return;
         }
-        let node = self.node.clone();
-        self.shard_mut(id).affinity = node;
+        self.adopt_quietly(id);
+        self.record_shard(id);
+    }
+
+    /// Journals shard `id`'s record as it is now (a change that is no transition).
+    fn record_shard(&mut self, id: ShardId) {
         if self.journaling {
             let rec = self.shard_record(id);
             self.journal.push(Change::PutShard(rec));
@@ -416,10 +420,7 @@ impl Ipam {
             if stale {
                 self.shard_mut(id).affinity = None;
                 cleared += 1;
-                if self.journaling {
-                    let rec = self.shard_record(id);
-                    self.journal.push(Change::PutShard(rec));
-                }
+                self.record_shard(id);
             }
         }
         cleared
