@@ -181,22 +181,16 @@ pub const ROUTER_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Deploys router configurations ([`App::sync_routers`]) when the shard set or the routers
 /// change, checking every [`ROUTER_CHECK_INTERVAL`] until `stop` turns true.
-async fn router_loop(app: Arc<App>, mut stop: tokio::sync::watch::Receiver<bool>) {
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep(ROUTER_CHECK_INTERVAL) => {}
-            _ = stop.changed() => return,
-        }
-        if !app.is_ready() || !app.leadership().is_leader() {
-            continue;
-        }
-        let a = app.clone();
-        match tokio::task::spawn_blocking(move || a.sync_routers()).await {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => tracing::warn!("router deployment run failed: {e}"),
-            Err(e) => tracing::error!("router deployment run panicked: {e}"),
-        }
-    }
+async fn router_loop(app: Arc<App>, stop: tokio::sync::watch::Receiver<bool>) {
+    every(
+        app,
+        stop,
+        ROUTER_CHECK_INTERVAL,
+        |a| a.is_ready() && a.leadership().is_leader(),
+        "router deployment run",
+        |a| a.sync_routers().map(drop),
+    )
+    .await;
 }
 
 /// How often a daemon on a shared store reloads its view to see other daemons' commits.
@@ -207,20 +201,44 @@ pub const REFRESH_INTERVAL: Duration = Duration::from_secs(1);
 /// skips it ([`cidrcast_engine::Engine::reload_if_idle`]: a reload holds its operations back);
 /// its compare-and-swap commits, the reconciler's reload and the reload of
 /// [`App::release_async`] cover what its view misses.
-async fn refresh_loop(app: Arc<App>, mut stop: tokio::sync::watch::Receiver<bool>) {
+async fn refresh_loop(app: Arc<App>, stop: tokio::sync::watch::Receiver<bool>) {
     if !app.leadership().shared() {
         return;
     }
+    every(
+        app,
+        stop,
+        REFRESH_INTERVAL,
+        |_| true,
+        "reloading the shared state",
+        |a| a.engine.reload_if_idle().map(drop),
+    )
+    .await;
+}
+
+/// Every `interval` until `stop` turns true: runs `work` on a blocking thread when `when` says
+/// so, logging (as `what`) a failure or a panic; the next round tries again.
+async fn every<E: std::fmt::Display + Send + 'static>(
+    app: Arc<App>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+    interval: Duration,
+    when: fn(&App) -> bool,
+    what: &'static str,
+    work: fn(&App) -> Result<(), E>,
+) {
     loop {
         tokio::select! {
-            _ = tokio::time::sleep(REFRESH_INTERVAL) => {}
+            _ = tokio::time::sleep(interval) => {}
             _ = stop.changed() => return,
         }
+        if !when(&app) {
+            continue;
+        }
         let a = app.clone();
-        match tokio::task::spawn_blocking(move || a.engine.reload_if_idle()).await {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => tracing::warn!("reloading the shared state failed: {e}"),
-            Err(e) => tracing::error!("reloading the shared state panicked: {e}"),
+        match tokio::task::spawn_blocking(move || work(&a)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!("{what} failed: {e}"),
+            Err(e) => tracing::error!("{what} panicked: {e}"),
         }
     }
 }
