@@ -127,12 +127,12 @@ enum Command {
         #[arg(long, default_value = "0.5,0.8,0.95,0.99")]
         quantiles: String,
     },
-    /// Replay a trace against an allocation policy (on-demand, warm-target, watermark, oracle) and measure misses, waits,
+    /// Replay a trace against an allocation policy (on-demand, warm-target, watermark, predictive, adaptive, oracle) and measure misses, waits,
     /// idle addresses and routes.
     Simulate {
         #[arg(long)]
         events: PathBuf,
-        /// on-demand | warm-target | watermark | predictive | oracle (not with --sweep)
+        /// on-demand | warm-target | watermark | predictive | adaptive | oracle (not with --sweep)
         #[arg(long, required_unless_present = "sweep")]
         policy: Option<String>,
         /// Run every policy over a grid of its knobs and print the Pareto table.
@@ -141,7 +141,8 @@ enum Command {
         /// With --sweep: write the plot (miss rate against idle addresses) as SVG here.
         #[arg(long, requires = "sweep")]
         plot: Option<PathBuf>,
-        /// Policy parameter key=value (repeatable), e.g. release_delay=3600.
+        /// Policy parameter key=value (repeatable), e.g. release_delay=3600; the adaptive policy's
+        /// candidates: experts='on-demand release_delay=0; predictive quantile=0.9'.
         #[arg(long = "param")]
         params: Vec<String>,
         /// Seconds from a claim until the shard serves (claim, router update, convergence).

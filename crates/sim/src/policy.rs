@@ -86,6 +86,9 @@ pub enum Policy {
         /// shard is at least need ÷ `route_budget` addresses (default 4, at least 1).
         route_budget: f64,
     },
+    /// cidrcast's adaptive prefetcher: per subdivision, it runs candidate policies in shadow and
+    /// follows the one with the least recent cost (see [`Adaptive`]).
+    Adaptive(Adaptive),
     /// Perfect foresight (tick 1 s): holds ⌈max alive over [t, t + lead + 1 s) ÷ shard size⌉ shards
     /// and releases empty shards above that at once: zero misses with the least idle, the physical
     /// limit for a given shard size. It always claims `shard_size` (another fixed size is another
@@ -93,7 +96,63 @@ pub enum Policy {
     Oracle,
 }
 
+/// The adaptive policy's knobs: learning with expert advice, per subdivision. Every candidate
+/// (`experts`: predictive settings and reactive rules) replays the subdivision's events in shadow,
+/// as if it alone served them; the subdivision's real pool holds as many addresses as the current
+/// leader holds. Every `epoch` seconds each candidate is charged its idle address-seconds plus
+/// `miss_cost` address-seconds per miss since the last epoch, on a score that halves every
+/// `half_life` seconds, and the cheapest becomes the leader. So a quiet subdivision follows a lean
+/// reactive rule and a bursty one a forecast with a margin, and either changes when its workload
+/// does. `miss_cost` prices a miss against idle space (the Lagrange multiplier of the miss-rate
+/// target): a higher price buys fewer misses with more idle addresses.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Adaptive {
+    pub experts: Vec<Policy>,
+    /// Address-seconds one miss costs.
+    pub miss_cost: f64,
+    pub half_life: f64,
+    pub epoch: f64,
+    /// How many of the cheapest candidates the pool follows (it holds the most any of them holds).
+    pub follow: usize,
+}
+
+/// The adaptive policy's default candidates: on-demand at 7 release delays, warm-target 1, 4 and
+/// 16, and 7 predictive settings from the sweep grid (`name key=value ...`, `;`-separated, the
+/// syntax of its `experts` parameter).
+pub const DEFAULT_EXPERTS: &str = "on-demand release_delay=0; on-demand release_delay=300; \
+on-demand release_delay=1800; on-demand release_delay=3600; on-demand release_delay=7200; \
+on-demand release_delay=14400; on-demand release_delay=86400; \
+warm-target warm_ip_target=1; warm-target warm_ip_target=4; warm-target warm_ip_target=16; \
+predictive quantile=0.5; predictive quantile=0.9; predictive quantile=0.9 keep_horizon=1800; \
+predictive quantile=0.9 keep_horizon=3600; \
+predictive quantile=0.95 keep_horizon=7200 target_miss=0.002 gain=0.05 tick=20 recent=90; \
+predictive quantile=0.99 keep_horizon=3600 hysteresis=1; predictive quantile=0.9 tick=10 recent=180";
+
 impl Policy {
+    /// Parses one setting written `NAME key=value ...` (whitespace-separated), as the sweep grid
+    /// and the adaptive policy's `experts` parameter write them.
+    pub fn parse_setting(setting: &str) -> Result<Policy, SimError> {
+        let mut words = setting.split_whitespace();
+        let Some(name) = words.next() else {
+            return Err(SimError::Invalid {
+                what: "setting",
+                value: format!("{setting:?}"),
+                reason: "expected `NAME key=value ...`".into(),
+            });
+        };
+        let params = words
+            .map(|kv| match kv.split_once('=') {
+                Some((k, v)) => Ok((k.to_string(), v.to_string())),
+                None => Err(SimError::Invalid {
+                    what: "setting",
+                    value: format!("{setting:?}"),
+                    reason: format!("`{kv}` is not key=value"),
+                }),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Policy::parse(name, &params)
+    }
+
     /// Parses `NAME` with `key=value` parameters, naming any unknown policy or parameter.
     pub fn parse(name: &str, params: &[(String, String)]) -> Result<Policy, SimError> {
         let num = |key: &str, v: &str| -> Result<f64, SimError> {
@@ -222,6 +281,60 @@ impl Policy {
                     route_budget,
                 })
             }
+            "adaptive" => {
+                let mut experts = DEFAULT_EXPERTS.to_string();
+                let (mut miss_cost, mut half_life, mut epoch) = (28.0 * 3600.0, 259200.0, 600.0);
+                let mut follow = 1.0;
+                for (k, v) in params {
+                    match k.as_str() {
+                        "experts" => experts = v.clone(),
+                        // Address-hours per miss.
+                        "miss_cost" => miss_cost = num(k, v)? * 3600.0,
+                        "half_life" => half_life = num(k, v)?,
+                        "epoch" => epoch = num(k, v)?,
+                        "follow" => follow = num(k, v)?,
+                        _ => {
+                            return Err(unknown(
+                                k,
+                                "experts, miss_cost, half_life, epoch, follow",
+                            ))
+                        }
+                    }
+                }
+                if epoch <= 0.0 || half_life <= 0.0 {
+                    return Err(SimError::Invalid {
+                        what: "parameter",
+                        value: format!("epoch={epoch} half_life={half_life}"),
+                        reason: "both must be positive numbers of seconds".into(),
+                    });
+                }
+                let experts = experts
+                    .split(';')
+                    .filter(|s| !s.trim().is_empty())
+                    .map(|s| match Policy::parse_setting(s)? {
+                        Policy::Adaptive(_) | Policy::Oracle => Err(SimError::Invalid {
+                            what: "parameter",
+                            value: format!("experts={}", s.trim()),
+                            reason: "a candidate must be a causal policy: on-demand, warm-target, watermark or predictive".into(),
+                        }),
+                        x => Ok(x),
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                if experts.is_empty() {
+                    return Err(SimError::Invalid {
+                        what: "parameter",
+                        value: "experts=".into(),
+                        reason: "expected at least one candidate".into(),
+                    });
+                }
+                Ok(Policy::Adaptive(Adaptive {
+                    experts,
+                    miss_cost,
+                    half_life,
+                    epoch,
+                    follow: follow as usize,
+                }))
+            }
             "oracle" => match params.first() {
                 Some((k, _)) => Err(unknown(k, "(none)")),
                 None => Ok(Policy::Oracle),
@@ -229,8 +342,9 @@ impl Policy {
             _ => Err(SimError::Invalid {
                 what: "policy",
                 value: name.to_string(),
-                reason: "expected one of on-demand, warm-target, watermark, predictive, oracle"
-                    .into(),
+                reason:
+                    "expected one of on-demand, warm-target, watermark, predictive, adaptive, oracle"
+                        .into(),
             }),
         }
     }
@@ -242,6 +356,7 @@ impl Policy {
             Policy::WarmTarget { .. } => "warm-target",
             Policy::Watermark { .. } => "watermark",
             Policy::Predictive { .. } => "predictive",
+            Policy::Adaptive(_) => "adaptive",
             Policy::Oracle => "oracle",
         }
     }
@@ -298,7 +413,7 @@ impl Policy {
             Policy::WarmTarget { .. } => 30.0,
             Policy::Watermark { .. } => 180.0,
             Policy::OnDemand { release_delay } => *release_delay,
-            Policy::Oracle | Policy::Predictive { .. } => 0.0,
+            Policy::Oracle | Policy::Predictive { .. } | Policy::Adaptive(_) => 0.0,
         }
     }
 }

@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use cidrcast_forecast::increase::IncreaseForecaster;
 
-use crate::policy::Policy;
+use crate::policy::{Adaptive, Policy};
 use crate::SimError;
 
 /// Replay parameters.
@@ -217,15 +217,49 @@ struct Sub<'a> {
     boost_at: Time,
     /// The predictive policy's quantile level (above 1: the top sample, stretched).
     level: f64,
+    /// Idle address-seconds and misses since the start of the replay (not only in the window):
+    /// what the adaptive policy scores its candidates by.
+    all_idle: f64,
+    all_misses: u64,
 }
 
 impl<'a> Sub<'a> {
+    fn new(policy: &'a Policy, p: &Params, start: Time) -> Self {
+        Sub {
+            p: *p,
+            policy,
+            shards: Vec::new(),
+            due: BinaryHeap::new(),
+            vm: HashMap::new(),
+            used: 0,
+            live: 0,
+            held: 0,
+            base_order: (p.shard_size / p.min_shard_size).trailing_zeros() as u8,
+            max_order: (p.max_shard_size / p.min_shard_size).trailing_zeros() as u8,
+            need: 0.0,
+            routes: 0,
+            last: start,
+            acc: Acc::default(),
+            miss_boost: 0.0,
+            boost_at: start,
+            level: match policy {
+                Policy::Predictive { quantile, .. } => *quantile,
+                _ => 1.0,
+            },
+            all_idle: 0.0,
+            all_misses: 0,
+        }
+    }
+
     fn in_window(&self, t: Time) -> bool {
         self.p.window.is_none_or(|(a, b)| t >= a && t < b)
     }
 
     /// Accumulates the time-weighted figures from `self.last` to `t`.
     fn advance(&mut self, t: Time) {
+        if t > self.last {
+            self.all_idle += (self.held as f64 - self.used as f64) * (t - self.last);
+        }
         let (a, b) = match self.p.window {
             Some((a, b)) => (self.last.max(a), t.min(b)),
             None => (self.last, t),
@@ -383,21 +417,14 @@ impl<'a> Sub<'a> {
     }
 
     /// Replays the events from `*next` that come strictly before the tick `t`, then brings the
-    /// state to `t`; returns the events replayed.
-    fn feed<'e>(
-        &mut self,
-        events: &'e [&'a VmEvent],
-        next: &mut usize,
-        t: Time,
-    ) -> &'e [&'a VmEvent] {
-        let from = *next;
+    /// state to `t`.
+    fn feed(&mut self, events: &[&'a VmEvent], next: &mut usize, t: Time) {
         while *next < events.len() && events[*next].time < t {
             self.step(events[*next]);
             *next += 1;
         }
         self.run_due(t);
         self.advance(t);
-        &events[from..*next]
     }
 
     fn create(&mut self, e: &'a VmEvent) {
@@ -435,6 +462,7 @@ impl<'a> Sub<'a> {
         };
         if wait > 0.0 {
             self.miss_boost += 1.0;
+            self.all_misses += 1;
         }
         if let Policy::Predictive {
             target_miss, gain, ..
@@ -617,136 +645,256 @@ impl<'a> Sub<'a> {
     }
 }
 
-/// Replays one subdivision's events.
-fn replay_sub(events: &[&VmEvent], policy: &Policy, p: &Params, start: Time) -> Acc {
-    let mut sub = Sub {
-        p: *p,
-        policy,
-        shards: Vec::new(),
-        due: BinaryHeap::new(),
-        vm: HashMap::new(),
-        used: 0,
-        live: 0,
-        held: 0,
-        base_order: (p.shard_size / p.min_shard_size).trailing_zeros() as u8,
-        max_order: (p.max_shard_size / p.min_shard_size).trailing_zeros() as u8,
-        need: 0.0,
-        routes: 0,
-        last: start,
-        acc: Acc::default(),
-        miss_boost: 0.0,
-        boost_at: start,
-        level: match policy {
-            Policy::Predictive { quantile, .. } => *quantile,
-            _ => 1.0,
-        },
-    };
-    let end = events.last().map_or(start, |e| e.time);
-    match policy {
-        Policy::Predictive { .. } => {
-            let tick = policy.tick().expect("the predictive policy ticks");
-            let first = (start / tick).ceil();
-            let cfg = policy
-                .increase_config(p.lead_time)
-                .expect("the predictive policy forecasts");
-            let mut fc = IncreaseForecaster::new(cfg, first * tick);
-            let end_ticks = p.window.map_or(end, |(_, b)| b.max(end));
-            let mut ev = 0usize;
-            let mut ix = 0usize;
-            loop {
-                let t = (first + ix as f64) * tick;
-                if t > end_ticks {
-                    break;
-                }
-                for e in sub.feed(events, &mut ev, t) {
-                    fc.observe(e.time, if e.kind == EventKind::Create { 1 } else { -1 });
-                }
-                sub.predictive_tick(t, ix, &mut fc);
-                ix += 1;
-            }
-        }
-        Policy::WarmTarget { .. } | Policy::Watermark { .. } => {
-            let tick = policy.tick().expect("pool policies tick");
-            let mut t = (start / tick).ceil() * tick;
-            let end_ticks = p.window.map_or(end, |(_, b)| b.max(end));
-            let mut ev = 0usize;
-            while t <= end_ticks {
-                sub.feed(events, &mut ev, t);
-                sub.pool_tick(t);
-                t += tick;
-            }
-        }
-        Policy::OnDemand { .. } => {
-            for e in events {
-                sub.step(e);
-            }
-        }
-        Policy::Oracle => {
-            // Alive after each event, for the sliding maximum over [t, t + lead + 1).
-            let mut alive = 0i64;
-            let points: Vec<(Time, i64)> = events
-                .iter()
-                .map(|e| {
-                    alive += if e.kind == EventKind::Create { 1 } else { -1 };
-                    (e.time, alive)
-                })
-                .collect();
-            let horizon = p.lead_time + 1.0;
-            // Ticks where the target can change, or an emptied shard can go.
-            let mut ticks: Vec<f64> = events
-                .iter()
-                .flat_map(|e| {
-                    [
-                        (e.time - horizon).floor() + 1.0,
-                        e.time.ceil(),
-                        e.time.floor() + 1.0,
-                    ]
-                })
-                .chain([start.ceil()])
-                .filter(|t| *t >= start.ceil())
-                .collect();
-            ticks.sort_by(f64::total_cmp);
-            ticks.dedup();
-            let mut window: VecDeque<usize> = VecDeque::new();
-            let (mut head, mut tail) = (0usize, 0usize);
-            let mut ev = 0usize;
-            for &t in &ticks {
-                // Events strictly before the tick happen first.
-                sub.feed(events, &mut ev, t);
-                // Points inside [t, t + horizon): alive just before t, and every change in it.
-                while tail < points.len() && points[tail].0 < t + horizon {
-                    while window
-                        .back()
-                        .is_some_and(|&j| points[j].1 <= points[tail].1)
-                    {
-                        window.pop_back();
-                    }
-                    window.push_back(tail);
-                    tail += 1;
-                }
-                while head < points.len() && points[head].0 < t {
-                    head += 1;
-                }
-                while window.front().is_some_and(|&j| j < head) {
-                    window.pop_front();
-                }
-                let before = if head == 0 { 0 } else { points[head - 1].1 };
-                let max = window
-                    .front()
-                    .map_or(before, |&j| points[j].1.max(before))
-                    .max(0) as u64;
-                let size = u64::from(p.shard_size);
-                sub.oracle_tick(t, max.div_ceil(size) * size);
-            }
-            for e in &events[ev..] {
-                sub.step(e);
-            }
+/// A causal policy's replay of one subdivision, stepped in time order: its ticks (a tick at `t`
+/// runs before the trace events at `t`) and the trace events.
+struct Driver<'a> {
+    sub: Sub<'a>,
+    /// The predictive policy's forecaster.
+    fc: Option<IncreaseForecaster>,
+    /// Seconds between ticks (`None`: event-driven); tick `ix` runs at `(first + ix) · tick`.
+    tick: Option<f64>,
+    first: f64,
+    ix: usize,
+    /// No tick runs after this.
+    end_ticks: Time,
+}
+
+impl<'a> Driver<'a> {
+    fn new(policy: &'a Policy, p: &Params, start: Time, end_ticks: Time) -> Self {
+        let tick = policy.tick();
+        let first = tick.map_or(0.0, |tick| (start / tick).ceil());
+        let fc = policy
+            .increase_config(p.lead_time)
+            .map(|cfg| IncreaseForecaster::new(cfg, first * tick.unwrap_or(0.0)));
+        Driver {
+            sub: Sub::new(policy, p, start),
+            fc,
+            tick,
+            first,
+            ix: 0,
+            end_ticks,
         }
     }
-    let close = p.window.map_or(end, |(_, b)| b.max(end));
+
+    /// When the next tick runs, if one is left.
+    fn next_tick(&self) -> Option<Time> {
+        let t = (self.first + self.ix as f64) * self.tick?;
+        (t <= self.end_ticks).then_some(t)
+    }
+
+    /// Runs the next tick: the policy sees every event before it.
+    fn run_tick(&mut self, t: Time) {
+        self.sub.run_due(t);
+        self.sub.advance(t);
+        match &mut self.fc {
+            Some(fc) => self.sub.predictive_tick(t, self.ix, fc),
+            None => self.sub.pool_tick(t),
+        }
+        self.ix += 1;
+    }
+
+    /// Runs the ticks due at or before `t`.
+    fn ticks_until(&mut self, t: Time) {
+        while let Some(at) = self.next_tick().filter(|&at| at <= t) {
+            self.run_tick(at);
+        }
+    }
+
+    /// Replays one trace event (after the ticks due by then).
+    fn event(&mut self, e: &'a VmEvent) {
+        self.ticks_until(e.time);
+        self.sub.step(e);
+        if let Some(fc) = &mut self.fc {
+            fc.observe(e.time, if e.kind == EventKind::Create { 1 } else { -1 });
+        }
+    }
+}
+
+/// Replays one subdivision's events.
+fn replay_sub(events: &[&VmEvent], policy: &Policy, p: &Params, start: Time) -> Acc {
+    let end = events.last().map_or(start, |e| e.time);
+    let end_ticks = p.window.map_or(end, |(_, b)| b.max(end));
+    let close = end_ticks;
+    let mut sub = match policy {
+        Policy::Adaptive(a) => select(events, a, policy, p, start, end_ticks),
+        Policy::Oracle => oracle(events, policy, p, start),
+        _ => {
+            let mut d = Driver::new(policy, p, start, end_ticks);
+            for e in events {
+                d.event(e);
+            }
+            d.ticks_until(end_ticks);
+            d.sub
+        }
+    };
     sub.run_due(close);
     sub.advance(close);
     sub.acc
+}
+
+/// The adaptive policy's replay of one subdivision: every candidate runs in shadow on the same
+/// events (each with its own shards, as if it alone served the subdivision), and the real pool
+/// follows the candidate with the least recent cost: it claims and releases so as to hold as many
+/// addresses as that candidate holds. Every `epoch` seconds each candidate is charged what it cost
+/// since the last epoch, idle address-seconds + `miss_cost` per miss, on a score that halves every
+/// `half_life` seconds; the cheapest score leads until the next epoch (the first candidate until
+/// the first). Strictly causal: scores, ticks and the real pool see only events before `t`.
+fn select<'a>(
+    events: &[&'a VmEvent],
+    a: &'a Adaptive,
+    policy: &'a Policy,
+    p: &Params,
+    start: Time,
+    end_ticks: Time,
+) -> Sub<'a> {
+    let mut real = Sub::new(policy, p, start);
+    let mut shadows: Vec<Driver<'a>> = a
+        .experts
+        .iter()
+        .map(|x| Driver::new(x, p, start, end_ticks))
+        .collect();
+    let mut score = vec![0.0f64; shadows.len()];
+    let mut charged = vec![0.0f64; shadows.len()];
+    let decay = 0.5f64.powf(a.epoch / a.half_life);
+    // The candidates followed: the `follow` cheapest (the first ones until the first epoch).
+    let k = a.follow.clamp(1, shadows.len());
+    let mut leaders: Vec<usize> = (0..k).collect();
+    let mut next_epoch = start + a.epoch;
+    let mut ev = 0usize;
+    loop {
+        let at_event = events.get(ev).map_or(f64::INFINITY, |e| e.time);
+        let (ticker, at_tick) = shadows
+            .iter()
+            .enumerate()
+            .filter_map(|(j, d)| d.next_tick().map(|t| (j, t)))
+            .min_by(|x, y| x.1.total_cmp(&y.1))
+            .unwrap_or((0, f64::INFINITY));
+        let at_epoch = if next_epoch <= end_ticks {
+            next_epoch
+        } else {
+            f64::INFINITY
+        };
+        if at_epoch <= at_tick && at_epoch <= at_event {
+            if at_epoch.is_infinite() {
+                break;
+            }
+            for (j, d) in shadows.iter_mut().enumerate() {
+                d.sub.run_due(at_epoch);
+                d.sub.advance(at_epoch);
+                let cost = d.sub.all_idle + a.miss_cost * d.sub.all_misses as f64;
+                score[j] = score[j] * decay + (cost - charged[j]);
+                charged[j] = cost;
+            }
+            // The cheapest lead; a stable sort keeps the earlier candidate on a tie.
+            let mut order: Vec<usize> = (0..score.len()).collect();
+            order.sort_by(|&x, &y| score[x].total_cmp(&score[y]));
+            leaders = order[..k].to_vec();
+            follow(&mut real, &mut shadows, &leaders, at_epoch);
+            next_epoch += a.epoch;
+        } else if at_tick <= at_event {
+            shadows[ticker].run_tick(at_tick);
+            if leaders.contains(&ticker) {
+                follow(&mut real, &mut shadows, &leaders, at_tick);
+            }
+        } else {
+            let e = events[ev];
+            ev += 1;
+            for d in &mut shadows {
+                d.event(e);
+            }
+            real.step(e);
+            follow(&mut real, &mut shadows, &leaders, e.time);
+        }
+    }
+    real
+}
+
+/// Brings the real pool at `t` to as many addresses as the leaders hold (the most of them):
+/// claims (largest aligned blocks first, within the deficit) or releases empty ready shards,
+/// highest first.
+fn follow(real: &mut Sub, shadows: &mut [Driver], leaders: &[usize], t: Time) {
+    let mut target = 0;
+    for &j in leaders {
+        shadows[j].sub.run_due(t);
+        target = target.max(shadows[j].sub.held);
+    }
+    real.run_due(t);
+    real.advance(t);
+    let unit = u64::from(real.p.min_shard_size);
+    while real.held < target {
+        let units = (target - real.held).div_ceil(unit);
+        let order = (0..=real.max_order)
+            .rev()
+            .find(|&o| 1u64 << o <= units)
+            .unwrap_or(0);
+        real.claim(t, order);
+    }
+    real.release_above(t, target as f64, false);
+}
+
+/// The oracle's replay of one subdivision (perfect foresight, tick 1 s).
+fn oracle<'a>(events: &[&'a VmEvent], policy: &'a Policy, p: &Params, start: Time) -> Sub<'a> {
+    let mut sub = Sub::new(policy, p, start);
+    // Alive after each event, for the sliding maximum over [t, t + lead + 1).
+    let mut alive = 0i64;
+    let points: Vec<(Time, i64)> = events
+        .iter()
+        .map(|e| {
+            alive += if e.kind == EventKind::Create { 1 } else { -1 };
+            (e.time, alive)
+        })
+        .collect();
+    let horizon = p.lead_time + 1.0;
+    // Ticks where the target can change, or an emptied shard can go.
+    let mut ticks: Vec<f64> = events
+        .iter()
+        .flat_map(|e| {
+            [
+                (e.time - horizon).floor() + 1.0,
+                e.time.ceil(),
+                e.time.floor() + 1.0,
+            ]
+        })
+        .chain([start.ceil()])
+        .filter(|t| *t >= start.ceil())
+        .collect();
+    ticks.sort_by(f64::total_cmp);
+    ticks.dedup();
+    let mut window: VecDeque<usize> = VecDeque::new();
+    let (mut head, mut tail) = (0usize, 0usize);
+    let mut ev = 0usize;
+    for &t in &ticks {
+        // Events strictly before the tick happen first.
+        sub.feed(events, &mut ev, t);
+        // Points inside [t, t + horizon): alive just before t, and every change in it.
+        while tail < points.len() && points[tail].0 < t + horizon {
+            while window
+                .back()
+                .is_some_and(|&j| points[j].1 <= points[tail].1)
+            {
+                window.pop_back();
+            }
+            window.push_back(tail);
+            tail += 1;
+        }
+        while head < points.len() && points[head].0 < t {
+            head += 1;
+        }
+        while window.front().is_some_and(|&j| j < head) {
+            window.pop_front();
+        }
+        let before = if head == 0 { 0 } else { points[head - 1].1 };
+        let max = window
+            .front()
+            .map_or(before, |&j| points[j].1.max(before))
+            .max(0) as u64;
+        let size = u64::from(p.shard_size);
+        sub.oracle_tick(t, max.div_ceil(size) * size);
+    }
+    for e in &events[ev..] {
+        sub.step(e);
+    }
+    sub
 }
 
 fn percentile(v: &mut [f64], q: f64) -> f64 {
@@ -895,10 +1043,7 @@ pub fn replay(
             })
             .push(e);
     }
-    let accs: Vec<Acc> = order
-        .iter()
-        .map(|s| replay_sub(&by_sub[s], policy, p, start))
-        .collect();
+    let accs = parallel_map(&order, |s| replay_sub(&by_sub[s], policy, p, start));
     let mut r = report(&accs, span);
     if per_subdivision {
         r.per_subdivision = Some(
@@ -910,4 +1055,31 @@ pub fn replay(
         );
     }
     Ok(r)
+}
+
+/// `f` over `items` on every core (subdivisions replay independently), in order.
+pub(crate) fn parallel_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let out: Vec<std::sync::Mutex<Option<R>>> =
+        items.iter().map(|_| std::sync::Mutex::new(None)).collect();
+    std::thread::scope(|s| {
+        for _ in 0..threads.min(items.len()) {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(item) = items.get(i) else {
+                    break;
+                };
+                let r = f(item);
+                *out[i].lock().expect("no replay panics") = Some(r);
+            });
+        }
+    });
+    out.into_iter()
+        .map(|m| {
+            m.into_inner()
+                .expect("no replay panics")
+                .expect("every item ran")
+        })
+        .collect()
 }

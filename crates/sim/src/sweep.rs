@@ -4,7 +4,7 @@
 use serde::Serialize;
 
 use crate::policy::Policy;
-use crate::replay::{replay, Params};
+use crate::replay::{parallel_map, replay, Params};
 use crate::SimError;
 use cidrcast_core::model::VmEvent;
 
@@ -24,7 +24,7 @@ pub struct Point {
     pub best_01pct: bool,
 }
 
-/// The grid swept for each reactive family, and the oracle.
+/// The grid swept: each reactive family, the predictive and adaptive policies, and the oracle.
 pub fn grid() -> Vec<(Policy, String)> {
     let mut v = Vec::new();
     for d in [
@@ -54,6 +54,11 @@ pub fn grid() -> Vec<(Policy, String)> {
             format!("pre_allocate={pre}"),
         ));
     }
+    let mut setting = |name: &str, params: &str| {
+        let policy = Policy::parse_setting(&format!("{name} {params}"))
+            .expect("the sweep's own grid parses");
+        v.push((policy, params.to_string()));
+    };
     for (q, keep) in [
         (0.5, 0.0),
         (0.7, 0.0),
@@ -65,37 +70,22 @@ pub fn grid() -> Vec<(Policy, String)> {
         (0.95, 3600.0),
         (0.99, 3600.0),
     ] {
-        let params = [
-            ("quantile".to_string(), q.to_string()),
-            ("keep_horizon".to_string(), keep.to_string()),
-        ];
-        let policy = Policy::parse("predictive", &params).expect("the sweep's own grid parses");
-        v.push((policy, format!("quantile={q} keep_horizon={keep}")));
+        setting("predictive", &format!("quantile={q} keep_horizon={keep}"));
     }
     // A finer tick reacts sooner to a burst in progress (the best point at lead 60 s, ≤ 1%).
-    let params = [
-        ("quantile".to_string(), "0.9".to_string()),
-        ("tick".to_string(), "10".to_string()),
-        ("recent".to_string(), "180".to_string()),
-    ];
-    let policy = Policy::parse("predictive", &params).expect("the sweep's own grid parses");
-    v.push((policy, "quantile=0.9 tick=10 recent=180".to_string()));
+    setting("predictive", "quantile=0.9 tick=10 recent=180");
     // For 0.1%: the prefetcher's feedback steering each subdivision to a 0.2% miss rate, a 20 s
     // tick, a 2 h release horizon (the best point at lead 60 s, ≤ 0.1%); and one standing spare
     // shard per subdivision (the fewest misses, at a price in idle addresses).
-    for extra in [
+    setting(
+        "predictive",
         "quantile=0.95 keep_horizon=7200 target_miss=0.002 gain=0.05 tick=20 recent=90",
-        "quantile=0.99 keep_horizon=3600 hysteresis=1",
-    ] {
-        let params: Vec<(String, String)> = extra
-            .split(' ')
-            .map(|kv| {
-                let (k, v) = kv.split_once('=').expect("key=value");
-                (k.to_string(), v.to_string())
-            })
-            .collect();
-        let policy = Policy::parse("predictive", &params).expect("the sweep's own grid parses");
-        v.push((policy, extra.to_string()));
+    );
+    setting("predictive", "quantile=0.99 keep_horizon=3600 hysteresis=1");
+    // The adaptive policy (each subdivision follows its cheapest candidate) at three prices of a
+    // miss: the best points at lead 60 s and 300 s, ≤ 1%, and one buying fewer misses.
+    for miss_cost in ["8", "28", "1000"] {
+        setting("adaptive", &format!("miss_cost={miss_cost} half_life=259200"));
     }
     v.push((Policy::Oracle, "-".to_string()));
     v
@@ -108,26 +98,10 @@ pub fn sweep(
     grid: &[(Policy, String)],
 ) -> Result<Vec<Point>, SimError> {
     // The points are independent: run them on every core, in grid order.
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let mut reports: Vec<Option<Result<crate::Report, SimError>>> = vec![None; grid.len()];
-    let done = std::sync::Mutex::new(&mut reports);
-    std::thread::scope(|s| {
-        for _ in 0..threads.min(grid.len()) {
-            s.spawn(|| loop {
-                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let Some((policy, _)) = grid.get(i) else {
-                    break;
-                };
-                let r = replay(events, policy, p, false);
-                done.lock()
-                    .expect("no sweep thread panics holding the lock")[i] = Some(r);
-            });
-        }
-    });
+    let reports = parallel_map(grid, |(policy, _)| replay(events, policy, p, false));
     let mut pts = Vec::with_capacity(grid.len());
     for ((policy, setting), r) in grid.iter().zip(reports) {
-        let r = r.expect("every point ran")?;
+        let r = r?;
         pts.push(Point {
             family: policy.name(),
             setting: setting.clone(),

@@ -114,6 +114,23 @@ fn bad_policies_parameters_and_params_are_named() {
     assert!(e.to_string().contains("parameter delay"), "{e}");
     let e = Policy::parse("on-demand", &[("release_delay".into(), "-1".into())]).unwrap_err();
     assert!(e.to_string().contains("release_delay=-1"), "{e}");
+    // The adaptive policy's candidates: each named when it does not parse or is not causal.
+    let experts = |v: &str| Policy::parse("adaptive", &[("experts".into(), v.into())]);
+    let e = experts("on-demand release_delay=0; oracle").unwrap_err();
+    assert!(
+        e.to_string().contains("experts=oracle") && e.to_string().contains("causal"),
+        "{e}"
+    );
+    let e = experts("predictive quantile").unwrap_err();
+    assert!(e.to_string().contains("`quantile` is not key=value"), "{e}");
+    let e = experts("warm-target warm=3").unwrap_err();
+    assert!(e.to_string().contains("parameter warm"), "{e}");
+    let e = experts(" ; ").unwrap_err();
+    assert!(e.to_string().contains("at least one candidate"), "{e}");
+    let e = Policy::parse("adaptive", &[("epoch".into(), "0".into())]).unwrap_err();
+    assert!(e.to_string().contains("epoch=0"), "{e}");
+    let e = Policy::parse("adaptive", &[("lambda".into(), "1".into())]).unwrap_err();
+    assert!(e.to_string().contains("miss_cost"), "{e}");
     let events = vec![ev(1.0, "a", EventKind::Create, "x")];
     let p = Params {
         lead_time: -5.0,
@@ -218,17 +235,22 @@ fn sweep_marks_the_pareto_front_and_each_familys_best() {
     assert!(plot.starts_with("<svg") && plot.matches("<circle").count() >= pts.len());
 }
 
-#[test]
-fn the_predictive_policy_is_causal() {
-    // Decisions made before T must not change when everything from T on is different.
+/// The bundled Google 2011 slice (40 users, 3 h).
+fn demo_events() -> Vec<VmEvent> {
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../../data/google2011/demo-events.csv.gz"
     );
-    let events: Vec<VmEvent> = cidrcast_trace::TraceReader::open(path, Default::default())
+    cidrcast_trace::TraceReader::open(path, Default::default())
         .unwrap()
         .collect::<Result<_, _>>()
-        .unwrap();
+        .unwrap()
+}
+
+#[test]
+fn the_predictive_and_adaptive_policies_are_causal() {
+    // Decisions made before T must not change when everything from T on is different.
+    let events = demo_events();
     let cut = 6000.0;
     // The perturbed future: every VM created from the cut on is created twice (twin ids), and
     // deleted with its twin.
@@ -266,18 +288,139 @@ fn the_predictive_policy_is_causal() {
     .iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect();
-    let policy = Policy::parse("predictive", &params).unwrap();
-    let before = |d: Vec<cidrcast_sim::Decision>| -> Vec<_> {
-        d.into_iter().filter(|x| x.time < cut).collect()
+    let predictive = Policy::parse("predictive", &params).unwrap();
+    // The adaptive policy over candidates that differ, with short epochs so that leaders change
+    // before the cut: its scores see only the past too.
+    let adaptive = Policy::parse(
+        "adaptive",
+        &[
+            (
+                "experts".into(),
+                "on-demand release_delay=300; warm-target warm_ip_target=8; \
+                 predictive quantile=0.9 keep_horizon=1800 target_miss=0.01"
+                    .into(),
+            ),
+            ("epoch".into(), "120".into()),
+            ("half_life".into(), "1800".into()),
+            ("miss_cost".into(), "0.5".into()),
+        ],
+    )
+    .unwrap();
+    for policy in [predictive, adaptive] {
+        let before = |d: Vec<cidrcast_sim::Decision>| -> Vec<_> {
+            d.into_iter().filter(|x| x.time < cut).collect()
+        };
+        let a = before(cidrcast_sim::decisions(&events, &policy, &p).unwrap());
+        let b = before(cidrcast_sim::decisions(&perturbed, &policy, &p).unwrap());
+        assert!(!a.is_empty());
+        assert_eq!(
+            a,
+            b,
+            "{}: a decision before {cut} s changed with the future",
+            policy.name()
+        );
+        // The future really differs: the whole runs do.
+        let all_a = cidrcast_sim::decisions(&events, &policy, &p).unwrap();
+        let all_b = cidrcast_sim::decisions(&perturbed, &policy, &p).unwrap();
+        assert_ne!(all_a.len(), all_b.len(), "{}", policy.name());
+    }
+}
+
+fn adaptive(experts: &str, extra: &[(&str, &str)]) -> Policy {
+    let mut params = vec![("experts".to_string(), experts.to_string())];
+    params.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    Policy::parse("adaptive", &params).unwrap()
+}
+
+#[test]
+fn the_adaptive_policy_with_one_candidate_replays_that_candidate() {
+    // The real pool holds what its only candidate holds. With the predictive policy, which also
+    // releases whatever empty ready shard is highest, it claims and releases the same shards at
+    // the same times, so every figure is the candidate's own.
+    let events = demo_events();
+    let p = Params::fixed(60.0, 64, Some((3000.0, 9000.0)));
+    let setting = "predictive quantile=0.9 keep_horizon=1800 target_miss=0.01";
+    let alone = replay(&events, &Policy::parse_setting(setting).unwrap(), &p, false).unwrap();
+    let followed = replay(&events, &adaptive(setting, &[]), &p, false).unwrap();
+    assert!(alone.misses > 0 && alone.shard_releases > 0, "{alone:?}");
+    assert_eq!(followed, alone);
+    // A pool rule releases one particular shard once its cooldown has passed; the follower, any
+    // empty ready shard when the level drops. So which shards fill can differ, and the figures
+    // stay within 2%.
+    let setting = "warm-target warm_ip_target=8";
+    let alone = replay(&events, &Policy::parse_setting(setting).unwrap(), &p, false).unwrap();
+    let followed = replay(&events, &adaptive(setting, &[]), &p, false).unwrap();
+    let near = |a: f64, b: f64| (a - b).abs() <= 0.02 * b;
+    assert!(alone.misses > 0 && alone.shard_releases > 0, "{alone:?}");
+    for (f, a) in [
+        (followed.misses as f64, alone.misses as f64),
+        (followed.mean_idle_addresses, alone.mean_idle_addresses),
+        (followed.shard_claims as f64, alone.shard_claims as f64),
+    ] {
+        assert!(near(f, a), "{followed:?} vs {alone:?}");
+    }
+}
+
+#[test]
+fn the_adaptive_policy_follows_each_subdivisions_cheaper_candidate() {
+    use EventKind::*;
+    // "steady": five VMs, one replaced every 100 s (a new one before the old goes), for 6 h.
+    // "bursty": 40 VMs in 20 s at the start of every hour, gone 10 minutes later.
+    let mut events = Vec::new();
+    for i in 0..5 {
+        events.push(ev(100.0 + i as f64, "steady", Create, &format!("s{i}")));
+    }
+    for i in 5..216 {
+        let t = 100.0 * i as f64;
+        events.push(ev(t, "steady", Create, &format!("s{i}")));
+        events.push(ev(t + 1.0, "steady", Delete, &format!("s{}", i - 5)));
+    }
+    for h in 0..6 {
+        let t0 = 3600.0 * h as f64 + 1800.0;
+        for i in 0..40 {
+            events.push(ev(t0 + 0.5 * i as f64, "bursty", Create, &format!("b{h}-{i}")));
+            events.push(ev(t0 + 600.0, "bursty", Delete, &format!("b{h}-{i}")));
+        }
+    }
+    events.sort_by(|a, b| a.time.total_cmp(&b.time));
+    let p = Params::fixed(60.0, 16, Some((5400.0, 21600.0)));
+    let lean = "on-demand release_delay=0";
+    let warm = "warm-target warm_ip_target=40";
+    // A miss costs as much as one address idle for 2 h.
+    let (miss_cost, per_miss) = ("2", 7200.0);
+    let run = |policy: &Policy| {
+        let r = replay(&events, policy, &p, true).unwrap();
+        let per: std::collections::HashMap<String, (u64, f64)> = r
+            .per_subdivision
+            .clone()
+            .unwrap()
+            .into_iter()
+            .map(|(s, x)| (s, (x.misses, x.mean_idle_addresses)))
+            .collect();
+        let cost = r.mean_idle_addresses * (21600.0 - 5400.0) + per_miss * r.misses as f64;
+        (per, cost)
     };
-    let a = before(cidrcast_sim::decisions(&events, &policy, &p).unwrap());
-    let b = before(cidrcast_sim::decisions(&perturbed, &policy, &p).unwrap());
-    assert!(!a.is_empty());
-    assert_eq!(a, b, "a decision before {cut} s changed with the future");
-    // The future really differs: the whole runs do.
-    let all_a = cidrcast_sim::decisions(&events, &policy, &p).unwrap();
-    let all_b = cidrcast_sim::decisions(&perturbed, &policy, &p).unwrap();
-    assert_ne!(all_a.len(), all_b.len());
+    let (l, lean_cost) = run(&Policy::parse_setting(lean).unwrap());
+    let (w, warm_cost) = run(&Policy::parse_setting(warm).unwrap());
+    let (a, adaptive_cost) = run(&adaptive(
+        &format!("{lean}; {warm}"),
+        &[("miss_cost", miss_cost), ("epoch", "300"), ("half_life", "3600")],
+    ));
+    // The hand-made workload splits the candidates: lean is right for "steady" (no miss, a
+    // fraction of the warm pool's idle), the warm pool for "bursty" (the lean rule misses every
+    // burst).
+    assert_eq!(l["steady"].0, 0, "{l:?}");
+    assert!(w["steady"].1 > 3.0 * l["steady"].1, "{w:?} vs {l:?}");
+    assert!(l["bursty"].0 >= 5 * 40 && w["bursty"].0 <= 40, "{l:?} vs {w:?}");
+    // The adaptive policy follows lean on "steady" and the warm pool on "bursty" (after the first
+    // bursts taught it).
+    assert_eq!(a["steady"].0, 0, "{a:?}");
+    assert!(a["steady"].1 < 1.5 * l["steady"].1, "{a:?} vs {l:?}");
+    assert!(a["bursty"].0 <= 2 * 40, "{a:?}");
+    assert!(
+        adaptive_cost < lean_cost.min(warm_cost),
+        "adaptive {adaptive_cost} vs lean {lean_cost}, warm {warm_cost}"
+    );
 }
 
 /// The predictive policy with its forecast switched off (no samples, no periods): its need is the
