@@ -85,7 +85,10 @@ pub fn grid() -> Vec<(Policy, String)> {
     // The adaptive policy (each subdivision follows its cheapest candidate) at three prices of a
     // miss: the best points at lead 60 s and 300 s, ≤ 1%, and one buying fewer misses.
     for miss_cost in ["8", "28", "1000"] {
-        setting("adaptive", &format!("miss_cost={miss_cost} half_life=259200"));
+        setting(
+            "adaptive",
+            &format!("miss_cost={miss_cost} half_life=259200"),
+        );
     }
     v.push((Policy::Oracle, "-".to_string()));
     v

@@ -378,7 +378,12 @@ fn the_adaptive_policy_follows_each_subdivisions_cheaper_candidate() {
     for h in 0..6 {
         let t0 = 3600.0 * h as f64 + 1800.0;
         for i in 0..40 {
-            events.push(ev(t0 + 0.5 * i as f64, "bursty", Create, &format!("b{h}-{i}")));
+            events.push(ev(
+                t0 + 0.5 * i as f64,
+                "bursty",
+                Create,
+                &format!("b{h}-{i}"),
+            ));
             events.push(ev(t0 + 600.0, "bursty", Delete, &format!("b{h}-{i}")));
         }
     }
@@ -404,14 +409,21 @@ fn the_adaptive_policy_follows_each_subdivisions_cheaper_candidate() {
     let (w, warm_cost) = run(&Policy::parse_setting(warm).unwrap());
     let (a, adaptive_cost) = run(&adaptive(
         &format!("{lean}; {warm}"),
-        &[("miss_cost", miss_cost), ("epoch", "300"), ("half_life", "3600")],
+        &[
+            ("miss_cost", miss_cost),
+            ("epoch", "300"),
+            ("half_life", "3600"),
+        ],
     ));
     // The hand-made workload splits the candidates: lean is right for "steady" (no miss, a
     // fraction of the warm pool's idle), the warm pool for "bursty" (the lean rule misses every
     // burst).
     assert_eq!(l["steady"].0, 0, "{l:?}");
     assert!(w["steady"].1 > 3.0 * l["steady"].1, "{w:?} vs {l:?}");
-    assert!(l["bursty"].0 >= 5 * 40 && w["bursty"].0 <= 40, "{l:?} vs {w:?}");
+    assert!(
+        l["bursty"].0 >= 5 * 40 && w["bursty"].0 <= 40,
+        "{l:?} vs {w:?}"
+    );
     // The adaptive policy follows lean on "steady" and the warm pool on "bursty" (after the first
     // bursts taught it).
     assert_eq!(a["steady"].0, 0, "{a:?}");
@@ -421,6 +433,14 @@ fn the_adaptive_policy_follows_each_subdivisions_cheaper_candidate() {
         adaptive_cost < lean_cost.min(warm_cost),
         "adaptive {adaptive_cost} vs lean {lean_cost}, warm {warm_cost}"
     );
+    // Following both candidates holds the larger of the two: at least the warm pool's idle on
+    // "steady", no more misses than it on "bursty".
+    let (b, _) = run(&adaptive(
+        &format!("{lean}; {warm}"),
+        &[("miss_cost", miss_cost), ("follow", "2")],
+    ));
+    assert!(b["steady"].1 >= w["steady"].1 - 1e-9, "{b:?} vs {w:?}");
+    assert!(b["bursty"].0 <= w["bursty"].0, "{b:?} vs {w:?}");
 }
 
 /// The predictive policy with its forecast switched off (no samples, no periods): its need is the
