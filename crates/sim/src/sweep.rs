@@ -17,7 +17,8 @@ pub struct Point {
     pub mean_idle_addresses: f64,
     pub mean_wait_s: f64,
     pub shard_claims: u64,
-    /// No other point has both fewer misses and fewer idle addresses.
+    /// No other point of a causal policy has both fewer misses and fewer idle addresses (the
+    /// oracle is a reference, never on the front).
     pub pareto: bool,
     /// The family's least idle setting with a miss rate of at most 1% / 0.1%.
     pub best_1pct: bool,
@@ -117,15 +118,19 @@ pub fn sweep(
             best_01pct: false,
         });
     }
+    // The front of the causal policies: the oracle (perfect foresight, a reference) would
+    // dominate nearly every point, so it is left out of it.
+    let causal = |q: &Point| q.family != "oracle";
     for i in 0..pts.len() {
         let dominated = pts.iter().enumerate().any(|(j, q)| {
             j != i
+                && causal(q)
                 && q.miss_rate <= pts[i].miss_rate
                 && q.mean_idle_addresses <= pts[i].mean_idle_addresses
                 && (q.miss_rate < pts[i].miss_rate
                     || q.mean_idle_addresses < pts[i].mean_idle_addresses)
         });
-        pts[i].pareto = !dominated;
+        pts[i].pareto = causal(&pts[i]) && !dominated;
     }
     for bound in [0.01, 0.001] {
         let families: Vec<&'static str> = pts.iter().map(|q| q.family).collect();
@@ -152,22 +157,34 @@ pub fn sweep(
 /// one colour per family, the Pareto front joined.
 pub fn svg(points: &[Point], title: &str) -> String {
     let (w, h, m) = (800.0, 500.0, 70.0);
-    let xmax = points
+    // The x axis spans 90% to twice the least idle (huge warm pools would squeeze the rest);
+    // points beyond it are left out of the plot, not of the table.
+    let least = points
         .iter()
         .map(|p| p.mean_idle_addresses)
-        .fold(1.0, f64::max)
-        * 1.05;
+        .fold(f64::INFINITY, f64::min);
+    let most = points
+        .iter()
+        .map(|p| p.mean_idle_addresses)
+        .fold(1.0, f64::max);
+    let xmin = 0.9 * least.min(most);
+    let xmax = most.min(2.0 * least.max(1.0)) * 1.05;
+    let points: Vec<&Point> = points
+        .iter()
+        .filter(|p| p.mean_idle_addresses <= xmax)
+        .collect();
     let floor = 1e-5;
     let ly = |r: f64| r.max(floor).log10();
     let (ymin, ymax) = (floor.log10(), 0.0);
-    let x = |v: f64| m + (w - 2.0 * m) * v / xmax;
+    let x = |v: f64| m + (w - 2.0 * m) * (v - xmin) / (xmax - xmin);
     let y = |r: f64| h - m - (h - 2.0 * m) * (ly(r) - ymin) / (ymax - ymin);
     let colour = |f: &str| match f {
         "on-demand" => "#1f77b4",
         "warm-target" => "#ff7f0e",
         "watermark" => "#2ca02c",
         "oracle" => "#d62728",
-        _ => "#9467bd",
+        "predictive" => "#9467bd",
+        _ => "#8c564b",
     };
     let mut s = format!(
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n<text x=\"{}\" y=\"24\" text-anchor=\"middle\" font-size=\"15\">{}</text>\n",
@@ -190,7 +207,7 @@ pub fn svg(points: &[Point], title: &str) -> String {
         );
     }
     for k in 0..=5 {
-        let v = xmax * f64::from(k) / 5.0;
+        let v = xmin + (xmax - xmin) * f64::from(k) / 5.0;
         s += &format!(
             "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{v:.0}</text>\n",
             x(v),
@@ -204,7 +221,7 @@ pub fn svg(points: &[Point], title: &str) -> String {
         h / 2.0,
         h / 2.0
     );
-    let mut front: Vec<&Point> = points.iter().filter(|p| p.pareto).collect();
+    let mut front: Vec<&Point> = points.iter().copied().filter(|p| p.pareto).collect();
     front.sort_by(|a, b| a.mean_idle_addresses.total_cmp(&b.mean_idle_addresses));
     let path: Vec<String> = front
         .iter()
@@ -214,7 +231,7 @@ pub fn svg(points: &[Point], title: &str) -> String {
         "<polyline points=\"{}\" fill=\"none\" stroke=\"#999\" stroke-dasharray=\"4 3\"/>\n",
         path.join(" ")
     );
-    for p in points {
+    for p in &points {
         s += &format!(
             "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"{}\" fill=\"{}\"><title>{} {}: miss {:.4}, idle {:.0}</title></circle>\n",
             x(p.mean_idle_addresses),
@@ -227,9 +244,16 @@ pub fn svg(points: &[Point], title: &str) -> String {
             p.mean_idle_addresses
         );
     }
-    for (i, f) in ["on-demand", "warm-target", "watermark", "oracle"]
-        .iter()
-        .enumerate()
+    for (i, f) in [
+        "on-demand",
+        "warm-target",
+        "watermark",
+        "predictive",
+        "adaptive",
+        "oracle",
+    ]
+    .iter()
+    .enumerate()
     {
         let yy = m + 16.0 * i as f64;
         s += &format!(
