@@ -304,6 +304,34 @@ fn simulate_reports_json_and_rejects_bad_input() {
         run(&["--policy", "oracle", "--lead-time", "60", "--window", "9:3"])
             .contains("--window 9:3")
     );
+    // The adaptive policy's candidates come through one `--param experts=...`, spaces and all.
+    let e = run(&[
+        "--policy",
+        "adaptive",
+        "--param",
+        "experts=on-demand release_delay=0; oracle",
+        "--lead-time",
+        "60",
+    ]);
+    assert!(e.contains("experts=oracle"), "{e}");
+    let v = json_in(
+        dir.path().join("data"),
+        dir.path(),
+        &[
+            "simulate",
+            "--events",
+            trace.to_str().unwrap(),
+            "--policy",
+            "adaptive",
+            "--param",
+            "experts=on-demand release_delay=0; warm-target warm_ip_target=4",
+            "--param",
+            "miss_cost=2",
+            "--lead-time",
+            "60",
+        ],
+    );
+    assert!(v["creations"].as_u64().unwrap() > 0, "{v}");
 }
 
 #[test]
