@@ -257,21 +257,22 @@ fn a_young_subdivision_borrows_from_its_parent_and_says_so() {
 fn simulate_reports_json_and_rejects_bad_input() {
     let dir = tempfile::tempdir().unwrap();
     let trace = daily_trace(dir.path());
-    let v = json_in(
-        dir.path().join("data"),
-        dir.path(),
-        &[
-            "simulate",
-            "--events",
-            trace.to_str().unwrap(),
-            "--policy",
-            "oracle",
-            "--lead-time",
-            "60",
-            "--shard-prefix",
-            "28",
-        ],
-    );
+    let simulate = |extra: &[&str]| {
+        let base = ["simulate", "--events", trace.to_str().unwrap()];
+        json_in(
+            dir.path().join("data"),
+            dir.path(),
+            &[&base[..], extra].concat(),
+        )
+    };
+    let v = simulate(&[
+        "--policy",
+        "oracle",
+        "--lead-time",
+        "60",
+        "--shard-prefix",
+        "28",
+    ]);
     for key in [
         "creations",
         "misses",
@@ -314,23 +315,16 @@ fn simulate_reports_json_and_rejects_bad_input() {
         "60",
     ]);
     assert!(e.contains("experts=oracle"), "{e}");
-    let v = json_in(
-        dir.path().join("data"),
-        dir.path(),
-        &[
-            "simulate",
-            "--events",
-            trace.to_str().unwrap(),
-            "--policy",
-            "adaptive",
-            "--param",
-            "experts=on-demand release_delay=0; warm-target warm_ip_target=4",
-            "--param",
-            "miss_cost=2",
-            "--lead-time",
-            "60",
-        ],
-    );
+    let v = simulate(&[
+        "--policy",
+        "adaptive",
+        "--param",
+        "experts=on-demand release_delay=0; warm-target warm_ip_target=4",
+        "--param",
+        "miss_cost=2",
+        "--lead-time",
+        "60",
+    ]);
     assert!(v["creations"].as_u64().unwrap() > 0, "{v}");
 }
 
