@@ -734,11 +734,12 @@ fn replay_sub(events: &[&VmEvent], policy: &Policy, p: &Params, start: Time) -> 
 
 /// The adaptive policy's replay of one subdivision: every candidate runs in shadow on the same
 /// events (each with its own shards, as if it alone served the subdivision), and the real pool
-/// follows the candidate with the least recent cost: it claims and releases so as to hold as many
-/// addresses as that candidate holds. Every `epoch` seconds each candidate is charged what it cost
-/// since the last epoch, idle address-seconds + `miss_cost` per miss, on a score that halves every
-/// `half_life` seconds; the cheapest score leads until the next epoch (the first candidate until
-/// the first). Strictly causal: scores, ticks and the real pool see only events before `t`.
+/// follows the candidate with the least recent cost (with `follow` k: the k cheapest): it claims
+/// and releases so as to hold as many addresses as that candidate holds (the most any of them
+/// holds). Every `epoch` seconds each candidate is charged what it cost since the last epoch, idle
+/// address-seconds + `miss_cost` per miss, on a score that halves every `half_life` seconds; the
+/// cheapest scores lead until the next epoch (the first candidates until the first). Strictly
+/// causal: scores, ticks and the real pool see only events before `t`.
 fn select<'a>(
     events: &[&'a VmEvent],
     a: &'a Adaptive,
