@@ -569,12 +569,24 @@ impl<'a> Sub<'a> {
     }
 
     /// The order of a claim made at once by a miss: the predictive policy tops up towards its last
-    /// need (at least one address more than used), every other policy claims `shard_size`.
+    /// need (at least one address more than used), the adaptive policy towards what its leaders
+    /// hold, every other policy claims `shard_size`.
     fn miss_order(&self) -> u8 {
         match self.policy {
             Policy::Predictive { .. } => self.topup_order(self.need.max(self.used as f64 + 1.0)),
+            Policy::Adaptive(_) => self.fill_order((self.need as u64).saturating_sub(self.held)),
             _ => self.base_order,
         }
+    }
+
+    /// The adaptive policy's next claim towards a deficit of `deficit` addresses: the largest
+    /// aligned block within it (at least the smallest shard).
+    fn fill_order(&self, deficit: u64) -> u8 {
+        let units = deficit.div_ceil(u64::from(self.p.min_shard_size));
+        (0..=self.max_order)
+            .rev()
+            .find(|&o| 1u64 << o <= units)
+            .unwrap_or(0)
     }
 
     /// Predictive policy at grid index `ix` (time `t`): the forecaster has seen every event before
@@ -803,6 +815,8 @@ fn select<'a>(
             for d in &mut shadows {
                 d.event(e);
             }
+            // A miss of the real pool claims towards what the leaders hold after the event.
+            real.need = leaders_hold(&mut shadows, &leaders, e.time) as f64;
             real.step(e);
             follow(&mut real, &mut shadows, &leaders, e.time);
         }
@@ -810,25 +824,24 @@ fn select<'a>(
     real
 }
 
-/// Brings the real pool at `t` to as many addresses as the leaders hold (the most of them):
-/// claims (largest aligned blocks first, within the deficit) or releases empty ready shards,
-/// highest first.
-fn follow(real: &mut Sub, shadows: &mut [Driver], leaders: &[usize], t: Time) {
+/// What the leaders hold at `t` (the most of them): the addresses the real pool follows.
+fn leaders_hold(shadows: &mut [Driver], leaders: &[usize], t: Time) -> u64 {
     let mut target = 0;
     for &j in leaders {
         shadows[j].sub.run_due(t);
         target = target.max(shadows[j].sub.held);
     }
+    target
+}
+
+/// Brings the real pool at `t` to as many addresses as the leaders hold: claims (largest aligned
+/// blocks first, within the deficit) or releases empty ready shards, highest first.
+fn follow(real: &mut Sub, shadows: &mut [Driver], leaders: &[usize], t: Time) {
+    let target = leaders_hold(shadows, leaders, t);
     real.run_due(t);
     real.advance(t);
-    let unit = u64::from(real.p.min_shard_size);
     while real.held < target {
-        let units = (target - real.held).div_ceil(unit);
-        let order = (0..=real.max_order)
-            .rev()
-            .find(|&o| 1u64 << o <= units)
-            .unwrap_or(0);
-        real.claim(t, order);
+        real.claim(t, real.fill_order(target - real.held));
     }
     real.release_above(t, target as f64, false);
 }
