@@ -308,21 +308,15 @@ fn the_predictive_and_adaptive_policies_are_causal() {
     let predictive = Policy::parse("predictive", &params).unwrap();
     // The adaptive policy over candidates that differ, with short epochs so that leaders change
     // before the cut: its scores see only the past too.
-    let adaptive = Policy::parse(
-        "adaptive",
+    let adaptive = adaptive(
+        "on-demand release_delay=300; warm-target warm_ip_target=8; \
+         predictive quantile=0.9 keep_horizon=1800 target_miss=0.01",
         &[
-            (
-                "experts".into(),
-                "on-demand release_delay=300; warm-target warm_ip_target=8; \
-                 predictive quantile=0.9 keep_horizon=1800 target_miss=0.01"
-                    .into(),
-            ),
-            ("epoch".into(), "120".into()),
-            ("half_life".into(), "1800".into()),
-            ("miss_cost".into(), "0.5".into()),
+            ("epoch", "120"),
+            ("half_life", "1800"),
+            ("miss_cost", "0.5"),
         ],
-    )
-    .unwrap();
+    );
     for policy in [predictive, adaptive] {
         let before = |d: Vec<cidrcast_sim::Decision>| -> Vec<_> {
             d.into_iter().filter(|x| x.time < cut).collect()
