@@ -562,10 +562,7 @@ impl<'a> Sub<'a> {
             return order;
         }
         let units = (deficit / f64::from(self.p.min_shard_size)).ceil().max(1.0);
-        (0..=order)
-            .rev()
-            .find(|&o| f64::from(1u32 << o) <= units)
-            .unwrap_or(0)
+        largest_order(units as u64, order)
     }
 
     /// The order of a claim made at once by a miss: the predictive policy tops up towards its last
@@ -582,11 +579,10 @@ impl<'a> Sub<'a> {
     /// The adaptive policy's next claim towards a deficit of `deficit` addresses: the largest
     /// aligned block within it (at least the smallest shard).
     fn fill_order(&self, deficit: u64) -> u8 {
-        let units = deficit.div_ceil(u64::from(self.p.min_shard_size));
-        (0..=self.max_order)
-            .rev()
-            .find(|&o| 1u64 << o <= units)
-            .unwrap_or(0)
+        largest_order(
+            deficit.div_ceil(u64::from(self.p.min_shard_size)),
+            self.max_order,
+        )
     }
 
     /// Predictive policy at grid index `ix` (time `t`): the forecaster has seen every event before
@@ -655,6 +651,11 @@ impl<'a> Sub<'a> {
             }
         }
     }
+}
+
+/// The largest order `o <= cap` whose block of `2^o` units fits in `units` (0 when none does).
+fn largest_order(units: u64, cap: u8) -> u8 {
+    (0..=cap).rev().find(|&o| 1u64 << o <= units).unwrap_or(0)
 }
 
 /// A causal policy's replay of one subdivision, stepped in time order: its ticks (a tick at `t`
@@ -726,7 +727,6 @@ impl<'a> Driver<'a> {
 fn replay_sub(events: &[&VmEvent], policy: &Policy, p: &Params, start: Time) -> Acc {
     let end = events.last().map_or(start, |e| e.time);
     let end_ticks = p.window.map_or(end, |(_, b)| b.max(end));
-    let close = end_ticks;
     let mut sub = match policy {
         Policy::Adaptive(a) => select(events, a, policy, p, start, end_ticks),
         Policy::Oracle => oracle(events, policy, p, start),
@@ -739,8 +739,8 @@ fn replay_sub(events: &[&VmEvent], policy: &Policy, p: &Params, start: Time) -> 
             d.sub
         }
     };
-    sub.run_due(close);
-    sub.advance(close);
+    sub.run_due(end_ticks);
+    sub.advance(end_ticks);
     sub.acc
 }
 
@@ -802,12 +802,14 @@ fn select<'a>(
             let mut order: Vec<usize> = (0..score.len()).collect();
             order.sort_by(|&x, &y| score[x].total_cmp(&score[y]));
             leaders = order[..k].to_vec();
-            follow(&mut real, &mut shadows, &leaders, at_epoch);
+            let target = leaders_hold(&mut shadows, &leaders, at_epoch);
+            follow(&mut real, target, at_epoch);
             next_epoch += a.epoch;
         } else if at_tick <= at_event {
             shadows[ticker].run_tick(at_tick);
             if leaders.contains(&ticker) {
-                follow(&mut real, &mut shadows, &leaders, at_tick);
+                let target = leaders_hold(&mut shadows, &leaders, at_tick);
+                follow(&mut real, target, at_tick);
             }
         } else {
             let e = events[ev];
@@ -816,9 +818,10 @@ fn select<'a>(
                 d.event(e);
             }
             // A miss of the real pool claims towards what the leaders hold after the event.
-            real.need = leaders_hold(&mut shadows, &leaders, e.time) as f64;
+            let target = leaders_hold(&mut shadows, &leaders, e.time);
+            real.need = target as f64;
             real.step(e);
-            follow(&mut real, &mut shadows, &leaders, e.time);
+            follow(&mut real, target, e.time);
         }
     }
     real
@@ -834,10 +837,9 @@ fn leaders_hold(shadows: &mut [Driver], leaders: &[usize], t: Time) -> u64 {
     target
 }
 
-/// Brings the real pool at `t` to as many addresses as the leaders hold: claims (largest aligned
-/// blocks first, within the deficit) or releases empty ready shards, highest first.
-fn follow(real: &mut Sub, shadows: &mut [Driver], leaders: &[usize], t: Time) {
-    let target = leaders_hold(shadows, leaders, t);
+/// Brings the real pool at `t` to `target` addresses (what the leaders hold): claims (largest
+/// aligned blocks first, within the deficit) or releases empty ready shards, highest first.
+fn follow(real: &mut Sub, target: u64, t: Time) {
     real.run_due(t);
     real.advance(t);
     while real.held < target {
