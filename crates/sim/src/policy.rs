@@ -114,6 +114,10 @@ pub struct Adaptive {
     pub epoch: f64,
     /// How many of the cheapest candidates the pool follows (it holds the most any of them holds).
     pub follow: usize,
+    /// Shards (of the smallest size) a subdivision holds before its first VM, as an operator
+    /// readies a new zone or tenant network before anything lands on it: its first VMs find
+    /// addresses, where a lean candidate would make them wait a lead time.
+    pub standby: u64,
 }
 
 /// The adaptive policy's default candidates: on-demand at 7 release delays, warm-target 1, 4 and
@@ -284,7 +288,7 @@ impl Policy {
             "adaptive" => {
                 let mut experts = DEFAULT_EXPERTS.to_string();
                 let (mut miss_cost, mut half_life, mut epoch) = (28.0 * 3600.0, 259200.0, 600.0);
-                let mut follow = 1.0;
+                let (mut follow, mut standby) = (1.0, 0.0);
                 for (k, v) in params {
                     match k.as_str() {
                         "experts" => experts = v.clone(),
@@ -293,13 +297,21 @@ impl Policy {
                         "half_life" => half_life = num(k, v)?,
                         "epoch" => epoch = num(k, v)?,
                         "follow" => follow = num(k, v)?,
+                        "standby" => standby = num(k, v)?,
                         _ => {
                             return Err(unknown(
                                 k,
-                                "experts, miss_cost, half_life, epoch, follow",
+                                "experts, miss_cost, half_life, epoch, follow, standby",
                             ))
                         }
                     }
+                }
+                if follow.fract() != 0.0 || standby.fract() != 0.0 {
+                    return Err(SimError::Invalid {
+                        what: "parameter",
+                        value: format!("follow={follow} standby={standby}"),
+                        reason: "both must be whole numbers".into(),
+                    });
                 }
                 if epoch <= 0.0 || half_life <= 0.0 {
                     return Err(SimError::Invalid {
@@ -333,6 +345,7 @@ impl Policy {
                     half_life,
                     epoch,
                     follow: follow as usize,
+                    standby: standby as u64,
                 }))
             }
             "oracle" => match params.first() {

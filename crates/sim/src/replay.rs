@@ -272,6 +272,7 @@ impl<'a> Sub<'a> {
             self.acc.held += held * dt;
             self.acc.shard_time += self.live as f64 * dt;
             self.acc.routes += self.routes as f64 * dt;
+            self.acc.routes_max = self.acc.routes_max.max(self.routes);
             self.acc.span += dt;
         }
         self.last = self.last.max(t);
@@ -724,11 +725,20 @@ impl<'a> Driver<'a> {
 }
 
 /// Replays one subdivision's events.
-fn replay_sub(events: &[&VmEvent], policy: &Policy, p: &Params, start: Time) -> Acc {
+/// When the replay of a trace that opens at `first` starts: `lead_time` + 60 s before, so that a
+/// policy can have shards ready for the first events.
+fn start_of(first: Time, p: &Params) -> Time {
+    first - p.lead_time - 60.0
+}
+
+/// Replays one subdivision's events; the trace opens at `first` (the replay starts
+/// [`start_of`] it).
+fn replay_sub(events: &[&VmEvent], policy: &Policy, p: &Params, first: Time) -> Acc {
+    let start = start_of(first, p);
     let end = events.last().map_or(start, |e| e.time);
     let end_ticks = p.window.map_or(end, |(_, b)| b.max(end));
     let mut sub = match policy {
-        Policy::Adaptive(a) => select(events, a, policy, p, start, end_ticks),
+        Policy::Adaptive(a) => select(events, a, policy, p, first, end_ticks),
         Policy::Oracle => oracle(events, policy, p, start),
         _ => {
             let mut d = Driver::new(policy, p, start, end_ticks);
@@ -750,16 +760,20 @@ fn replay_sub(events: &[&VmEvent], policy: &Policy, p: &Params, start: Time) -> 
 /// and releases so as to hold as many addresses as that candidate holds (the most any of them
 /// holds). Every `epoch` seconds each candidate is charged what it cost since the last epoch, idle
 /// address-seconds + `miss_cost` per miss, on a score that halves every `half_life` seconds; the
-/// cheapest scores lead until the next epoch (the first candidates until the first). Strictly
-/// causal: scores, ticks and the real pool see only events before `t`.
+/// cheapest scores lead until the next epoch (the first candidates until the first). Scores start
+/// once the trace has opened (after its first timestamp, whose creates are the VMs alive when it
+/// opens: a state to load, not demand to learn from). Until its first VM the subdivision holds
+/// `standby` shards besides. Strictly causal: scores, ticks and the real pool see only events
+/// before `t`.
 fn select<'a>(
     events: &[&'a VmEvent],
     a: &'a Adaptive,
     policy: &'a Policy,
     p: &Params,
-    start: Time,
+    first: Time,
     end_ticks: Time,
 ) -> Sub<'a> {
+    let start = start_of(first, p);
     let mut real = Sub::new(policy, p, start);
     let mut shadows: Vec<Driver<'a>> = a
         .experts
@@ -774,7 +788,12 @@ fn select<'a>(
     let mut leaders: Vec<usize> = (0..k).collect();
     let mut next_epoch = start + a.epoch;
     let mut ev = 0usize;
+    // Until its first VM, a subdivision holds `standby` of the smallest shards.
+    let standby = a.standby * u64::from(p.min_shard_size);
+    follow(&mut real, standby, start);
+    let mut opened = false;
     loop {
+        let floor = if ev == 0 { standby } else { 0 };
         let at_event = events.get(ev).map_or(f64::INFINITY, |e| e.time);
         let (ticker, at_tick) = shadows
             .iter()
@@ -787,6 +806,17 @@ fn select<'a>(
         } else {
             f64::INFINITY
         };
+        // The creates at the trace's first timestamp are the VMs alive when it opens, not
+        // demand: scores start once they are in place.
+        if !opened && at_event.min(at_tick).min(at_epoch) > first {
+            for (j, d) in shadows.iter_mut().enumerate() {
+                d.sub.run_due(first);
+                d.sub.advance(first);
+                charged[j] = d.sub.all_idle + a.miss_cost * d.sub.all_misses as f64;
+                score[j] = 0.0;
+            }
+            opened = true;
+        }
         if at_epoch <= at_tick && at_epoch <= at_event {
             if at_epoch.is_infinite() {
                 break;
@@ -802,13 +832,13 @@ fn select<'a>(
             let mut order: Vec<usize> = (0..score.len()).collect();
             order.sort_by(|&x, &y| score[x].total_cmp(&score[y]));
             leaders = order[..k].to_vec();
-            let target = leaders_hold(&mut shadows, &leaders, at_epoch);
+            let target = leaders_hold(&mut shadows, &leaders, at_epoch).max(floor);
             follow(&mut real, target, at_epoch);
             next_epoch += a.epoch;
         } else if at_tick <= at_event {
             shadows[ticker].run_tick(at_tick);
             if leaders.contains(&ticker) {
-                let target = leaders_hold(&mut shadows, &leaders, at_tick);
+                let target = leaders_hold(&mut shadows, &leaders, at_tick).max(floor);
                 follow(&mut real, target, at_tick);
             }
         } else {
@@ -818,7 +848,7 @@ fn select<'a>(
                 d.event(e);
             }
             // A miss of the real pool claims towards what the leaders hold after the event.
-            let target = leaders_hold(&mut shadows, &leaders, e.time);
+            let target = leaders_hold(&mut shadows, &leaders, e.time).max(floor);
             real.need = target as f64;
             real.step(e);
             follow(&mut real, target, e.time);
@@ -992,7 +1022,6 @@ pub fn decisions(
     let Some(first) = events.first() else {
         return Ok(Vec::new());
     };
-    let start = first.time - p.lead_time - 60.0;
     let mut by_sub: Vec<(&str, Vec<&VmEvent>)> = Vec::new();
     for e in events {
         match by_sub.iter_mut().find(|(s, _)| *s == e.subdivision) {
@@ -1002,7 +1031,7 @@ pub fn decisions(
     }
     let mut out = Vec::new();
     for (sub, evs) in by_sub {
-        let acc = replay_sub(&evs, policy, p, start);
+        let acc = replay_sub(&evs, policy, p, first.time);
         out.extend(
             acc.log
                 .into_iter()
@@ -1033,7 +1062,7 @@ pub fn replay(
             reason: "no events to replay".into(),
         });
     };
-    let start = first.time - p.lead_time - 60.0;
+    let start = start_of(first.time, p);
     let last = events.last().map_or(first.time, |e| e.time);
     let span = match p.window {
         Some((a, b)) => {
@@ -1059,7 +1088,7 @@ pub fn replay(
             })
             .push(e);
     }
-    let accs = parallel_map(&order, |s| replay_sub(&by_sub[s], policy, p, start));
+    let accs = parallel_map(&order, |s| replay_sub(&by_sub[s], policy, p, first.time));
     let mut r = report(&accs, span);
     if per_subdivision {
         r.per_subdivision = Some(

@@ -58,6 +58,7 @@ fn policies() -> Vec<Policy> {
             ("epoch".into(), "60".into()),
             ("half_life".into(), "300".into()),
             ("miss_cost".into(), "0.1".into()),
+            ("standby".into(), "1".into()),
         ],
     )
     .unwrap()])

@@ -1,7 +1,7 @@
 //! Replay semantics on hand-computed scenarios, and the oracle's zero-miss property.
 
 use cidrcast_core::model::{EventKind, VmEvent};
-use cidrcast_sim::{replay, Params, Policy};
+use cidrcast_sim::{decisions, replay, Decision, Params, Policy};
 
 fn ev(time: f64, sub: &str, kind: EventKind, vm: &str) -> VmEvent {
     VmEvent {
@@ -131,6 +131,8 @@ fn bad_policies_parameters_and_params_are_named() {
     assert!(e.to_string().contains("epoch=0"), "{e}");
     let e = Policy::parse("adaptive", &[("lambda".into(), "1".into())]).unwrap_err();
     assert!(e.to_string().contains("miss_cost"), "{e}");
+    let e = Policy::parse("adaptive", &[("standby".into(), "1.5".into())]).unwrap_err();
+    assert!(e.to_string().contains("standby=1.5"), "{e}");
     let events = vec![ev(1.0, "a", EventKind::Create, "x")];
     let p = Params {
         lead_time: -5.0,
@@ -452,6 +454,93 @@ fn the_adaptive_policy_follows_each_subdivisions_cheaper_candidate() {
     ));
     assert!(b["steady"].1 >= w["steady"].1 - 1e-9, "{b:?} vs {w:?}");
     assert!(b["bursty"].0 <= w["bursty"].0, "{b:?} vs {w:?}");
+}
+
+#[test]
+fn the_adaptive_policy_learns_from_demand_not_from_the_opening_state() {
+    use EventKind::*;
+    // 200 VMs alive when the trace opens, and nothing else for 10 h. The warm pool has 64
+    // addresses ready for them, the lean rule none: the lean rule misses 64 VMs more at the
+    // opening, and then holds 64 addresses less for as long as the trace runs.
+    let mut events: Vec<VmEvent> = (0..200)
+        .map(|i| ev(0.0, "a", Create, &format!("v{i}")))
+        .collect();
+    events.push(ev(36000.0, "a", Delete, "v0"));
+    let p = Params::fixed(60.0, 64, Some((3600.0, 36000.0)));
+    let lean = "on-demand release_delay=0";
+    let warm = "warm-target warm_ip_target=64";
+    let run = |policy: &Policy| replay(&events, policy, &p, false).unwrap();
+    let l = run(&Policy::parse_setting(lean).unwrap());
+    let w = run(&Policy::parse_setting(warm).unwrap());
+    assert!(
+        l.mean_idle_addresses + 60.0 < w.mean_idle_addresses,
+        "{l:?} vs {w:?}"
+    );
+    // The routes held when the window opens count towards the largest seen (four /26 shards,
+    // one /24 route).
+    assert_eq!((l.routes_mean, l.routes_max), (1.0, 1), "{l:?}");
+    // Priced at 100 address-hours a miss, the opening's 64 misses would keep the warm pool
+    // ahead for days; they are the state the trace opens with, so the lean rule leads from the
+    // first epoch.
+    let a = run(&adaptive(
+        &format!("{warm}; {lean}"),
+        &[("miss_cost", "100")],
+    ));
+    assert_eq!(a.misses, 0, "{a:?}");
+    assert!(
+        (a.mean_idle_addresses - l.mean_idle_addresses).abs() < 1.0,
+        "{a:?} vs {l:?}"
+    );
+}
+
+#[test]
+fn a_standby_shard_serves_a_subdivisions_first_vms() {
+    use EventKind::*;
+    // "late" gets its first VMs 5,000 s after the trace opens, ten at once, gone at 6,000 s.
+    let mut events = vec![ev(0.0, "early", Create, "e0")];
+    for i in 0..10 {
+        events.push(ev(5000.0, "late", Create, &format!("l{i}")));
+        events.push(ev(6000.0, "late", Delete, &format!("l{i}")));
+    }
+    events.sort_by(|a, b| a.time.total_cmp(&b.time));
+    let p = Params::fixed(300.0, 64, None);
+    let lean = "on-demand release_delay=0";
+    let late = |standby: &str| {
+        let policy = adaptive(lean, &[("standby", standby)]);
+        let r = replay(&events, &policy, &p, true).unwrap();
+        let misses = r
+            .per_subdivision
+            .unwrap()
+            .into_iter()
+            .find(|(s, _)| s == "late")
+            .unwrap()
+            .1
+            .misses;
+        let log: Vec<Decision> = decisions(&events, &policy, &p)
+            .unwrap()
+            .into_iter()
+            .filter(|d| d.subdivision == "late")
+            .collect();
+        (misses, log)
+    };
+    // Without a standby shard the lean rule claims at the first VM, which all ten wait for.
+    let (misses, log) = late("0");
+    assert_eq!(misses, 10);
+    assert!(log[0].claim && log[0].time == 5000.0, "{log:?}");
+    // With one, claimed when the replay starts, all ten find addresses; once the VMs have come
+    // and gone, the subdivision follows the lean rule and releases it.
+    let (misses, log) = late("1");
+    assert_eq!(misses, 0);
+    assert!(log[0].claim && log[0].time < 0.0, "{log:?}");
+    assert_eq!(log.iter().filter(|d| d.claim).count(), 1, "{log:?}");
+    assert!(log.iter().any(|d| !d.claim && d.time >= 6000.0), "{log:?}");
+    // Two standby shards: two claims before the first VM.
+    let (_, log) = late("2");
+    assert_eq!(
+        log.iter().filter(|d| d.claim && d.time < 5000.0).count(),
+        2,
+        "{log:?}"
+    );
 }
 
 /// The predictive policy with its forecast switched off (no samples, no periods): its need is the
