@@ -84,12 +84,10 @@ pub fn grid() -> Vec<(Policy, String)> {
     );
     setting("predictive", "quantile=0.99 keep_horizon=3600 hysteresis=1");
     // The adaptive policy (each subdivision follows its cheapest candidate) at three prices of a
-    // miss: the best points at lead 60 s and 300 s, ≤ 1%, and one buying fewer misses.
-    for miss_cost in ["8", "28", "1000"] {
-        setting(
-            "adaptive",
-            &format!("miss_cost={miss_cost} half_life=259200"),
-        );
+    // miss: the best points at lead 60 s and 300 s, ≤ 1%, and lead 300 s, ≤ 0.1% (with a standby
+    // shard in each subdivision until its first VM).
+    for extra in ["miss_cost=8", "miss_cost=28", "miss_cost=1700 standby=1"] {
+        setting("adaptive", &format!("{extra} half_life=259200"));
     }
     v.push((Policy::Oracle, "-".to_string()));
     v
