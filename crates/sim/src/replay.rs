@@ -714,6 +714,13 @@ impl<'a> Driver<'a> {
         }
     }
 
+    /// What this candidate has cost by `t`: its idle address-seconds plus `miss_cost` per miss.
+    fn cost(&mut self, t: Time, miss_cost: f64) -> f64 {
+        self.sub.run_due(t);
+        self.sub.advance(t);
+        self.sub.all_idle + miss_cost * self.sub.all_misses as f64
+    }
+
     /// Replays one trace event (after the ticks due by then).
     fn event(&mut self, e: &'a VmEvent) {
         self.ticks_until(e.time);
@@ -810,9 +817,7 @@ fn select<'a>(
         // demand: scores start once they are in place.
         if !opened && at_event.min(at_tick).min(at_epoch) > first {
             for (j, d) in shadows.iter_mut().enumerate() {
-                d.sub.run_due(first);
-                d.sub.advance(first);
-                charged[j] = d.sub.all_idle + a.miss_cost * d.sub.all_misses as f64;
+                charged[j] = d.cost(first, a.miss_cost);
                 score[j] = 0.0;
             }
             opened = true;
@@ -822,9 +827,7 @@ fn select<'a>(
                 break;
             }
             for (j, d) in shadows.iter_mut().enumerate() {
-                d.sub.run_due(at_epoch);
-                d.sub.advance(at_epoch);
-                let cost = d.sub.all_idle + a.miss_cost * d.sub.all_misses as f64;
+                let cost = d.cost(at_epoch, a.miss_cost);
                 score[j] = score[j] * decay + (cost - charged[j]);
                 charged[j] = cost;
             }
@@ -832,13 +835,13 @@ fn select<'a>(
             let mut order: Vec<usize> = (0..score.len()).collect();
             order.sort_by(|&x, &y| score[x].total_cmp(&score[y]));
             leaders = order[..k].to_vec();
-            let target = leaders_hold(&mut shadows, &leaders, at_epoch).max(floor);
+            let target = leaders_hold(&mut shadows, &leaders, at_epoch, floor);
             follow(&mut real, target, at_epoch);
             next_epoch += a.epoch;
         } else if at_tick <= at_event {
             shadows[ticker].run_tick(at_tick);
             if leaders.contains(&ticker) {
-                let target = leaders_hold(&mut shadows, &leaders, at_tick).max(floor);
+                let target = leaders_hold(&mut shadows, &leaders, at_tick, floor);
                 follow(&mut real, target, at_tick);
             }
         } else {
@@ -848,7 +851,7 @@ fn select<'a>(
                 d.event(e);
             }
             // A miss of the real pool claims towards what the leaders hold after the event.
-            let target = leaders_hold(&mut shadows, &leaders, e.time).max(floor);
+            let target = leaders_hold(&mut shadows, &leaders, e.time, floor);
             real.need = target as f64;
             real.step(e);
             follow(&mut real, target, e.time);
@@ -857,9 +860,10 @@ fn select<'a>(
     real
 }
 
-/// What the leaders hold at `t` (the most of them): the addresses the real pool follows.
-fn leaders_hold(shadows: &mut [Driver], leaders: &[usize], t: Time) -> u64 {
-    let mut target = 0;
+/// What the leaders hold at `t` (the most of them), at least `floor`: the addresses the real pool
+/// follows.
+fn leaders_hold(shadows: &mut [Driver], leaders: &[usize], t: Time, floor: u64) -> u64 {
+    let mut target = floor;
     for &j in leaders {
         shadows[j].sub.run_due(t);
         target = target.max(shadows[j].sub.held);
